@@ -1,0 +1,144 @@
+"""County-schema models: the county's structure, its officials and the farmer roster."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Township(models.Model):
+    """乡镇: 9-digit statistical code (county code + 3 digits)."""
+
+    code = models.CharField(_("乡镇代码"), max_length=9, unique=True)
+    name = models.CharField(_("乡镇名称"), max_length=64)
+
+    class Meta:
+        verbose_name = _("乡镇")
+        verbose_name_plural = _("乡镇")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Village(models.Model):
+    """行政村: 12-digit statistical code (township code + 3 digits)."""
+
+    township = models.ForeignKey(Township, on_delete=models.PROTECT, related_name="villages")
+    code = models.CharField(_("村代码"), max_length=12, unique=True)
+    name = models.CharField(_("村名称"), max_length=64)
+
+    class Meta:
+        verbose_name = _("村")
+        verbose_name_plural = _("村")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Household(models.Model):
+    """农户 (户): the unit land contracts and subsidies are registered to."""
+
+    village = models.ForeignKey(Village, on_delete=models.PROTECT, related_name="households")
+    code = models.CharField(_("户编号"), max_length=20, unique=True)
+    members = models.PositiveSmallIntegerField(_("家庭人口"), default=1)
+
+    class Meta:
+        verbose_name = _("农户")
+        verbose_name_plural = _("农户")
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Farmer(models.Model):
+    """A person on the county's roster. ID and phone numbers are stored encrypted, with a keyed
+    hash (blind index) for exact lookup; see :mod:`data_sharing.pii`. Never store them plain."""
+
+    class Gender(models.TextChoices):
+        MALE = "M", _("男")
+        FEMALE = "F", _("女")
+
+    household = models.ForeignKey(Household, on_delete=models.PROTECT, related_name="farmers")
+    # Denormalised from household so township/village queries at county scale need no join.
+    village = models.ForeignKey(Village, on_delete=models.PROTECT, related_name="farmers")
+    name = models.CharField(_("姓名"), max_length=32)
+    gender = models.CharField(_("性别"), max_length=1, choices=Gender.choices)
+    birth_date = models.DateField(_("出生日期"))
+    is_household_head = models.BooleanField(_("户主"), default=False)
+    id_number_encrypted = models.TextField(_("身份证号（密文）"))
+    id_number_hash = models.CharField(_("身份证号索引"), max_length=64, unique=True)
+    phone_encrypted = models.TextField(_("手机号（密文）"), blank=True)
+    phone_hash = models.CharField(_("手机号索引"), max_length=64, blank=True, db_index=True)
+    registered_at = models.DateTimeField(_("登记时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("农民")
+        verbose_name_plural = _("农民")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Official(models.Model):
+    """A county official's role; the login itself is a Django user in the county's schema."""
+
+    class Role(models.TextChoices):
+        COUNTY_ADMIN = "county_admin", _("县级管理员")
+        DATA_OFFICER = "data_officer", _("数据专员")
+        TOWNSHIP_OFFICER = "township_officer", _("乡镇专员")
+        RISK_OFFICER = "risk_officer", _("风控专员")
+        AUDITOR = "auditor", _("审计员")
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="official")
+    role = models.CharField(_("角色"), max_length=32, choices=Role.choices)
+    township = models.ForeignKey(Township, null=True, blank=True, on_delete=models.PROTECT)
+
+    class Meta:
+        verbose_name = _("县级工作人员")
+        verbose_name_plural = _("县级工作人员")
+
+    def __str__(self) -> str:
+        return f"{self.user.get_username()} ({self.get_role_display()})"
+
+
+class TownshipDailyStat(models.Model):
+    """Registered households and farmers per township per business date: the denominators of
+    coverage figures, written by the nightly job in one set-based statement."""
+
+    business_date = models.DateField(_("业务日期"))
+    township = models.ForeignKey(Township, on_delete=models.CASCADE)
+    households = models.PositiveIntegerField(_("户数"))
+    farmers = models.PositiveIntegerField(_("人数"))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["business_date", "township"], name="township_daily_stat_unique")
+        ]
+
+
+class NightlyRun(models.Model):
+    """One county's nightly work for one business date. Rerunning the same date reuses the row:
+    every step is idempotent, so a rerun converges instead of duplicating."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("排队中")
+        RUNNING = "running", _("运行中")
+        SUCCEEDED = "succeeded", _("已完成")
+        FAILED = "failed", _("失败")
+
+    business_date = models.DateField(_("业务日期"), unique=True)
+    status = models.CharField(_("状态"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(_("运行次数"), default=0)
+    started_at = models.DateTimeField(_("开始时间"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("结束时间"), null=True, blank=True)
+    # {step name: {"status": ..., "counts": {...}, "seconds": float}} in run order.
+    steps = models.JSONField(_("步骤"), default=dict)
+    error = models.TextField(_("错误"), blank=True)
+
+    class Meta:
+        verbose_name = _("夜间批处理")
+        verbose_name_plural = _("夜间批处理")
+        ordering = ["-business_date"]

