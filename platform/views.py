@@ -1,14 +1,15 @@
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.db import connection
 
 from platform.models import County
 
 
 def public_home(request: HttpRequest) -> HttpResponse:
     counties = County.objects.filter(status=County.Status.LIVE).prefetch_related("domains")
-    port = request.get_port()
-    return render(request, "platform/home.html", {"counties": counties, "port": "" if port in ("80", "443") else f":{port}"})
+    # Link county domains on the port this page was reached on (8000 in the demo).
+    _host, _sep, port = request.get_host().partition(":")
+    return render(request, "platform/home.html", {"counties": counties, "port": f":{port}" if port else ""})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
