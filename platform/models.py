@@ -79,3 +79,20 @@ class Domain(DomainMixin):
     class Meta:
         verbose_name = _("域名")
         verbose_name_plural = _("域名")
+
+
+class LendingPartner(models.Model):
+    """A bank or lending institution that receives consented data and funds the loans."""
+
+    code = models.SlugField(_("代码"), max_length=32, unique=True)
+    name = models.CharField(_("名称"), max_length=128)
+    is_active = models.BooleanField(_("启用"), default=True)
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("贷款机构")
+        verbose_name_plural = _("贷款机构")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -60,6 +60,11 @@ SECRET_KEY = _required("SECRET_KEY", lambda: secrets.token_urlsafe(50))
 FIELD_ENCRYPTION_KEYS = _required(
     "FIELD_ENCRYPTION_KEYS", lambda: "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
 )
+# Ed25519 keys that sign consent receipts: "key_id:base64(32-byte private seed)", newest first;
+# older keys stay listed so receipts they signed still verify.
+CONSENT_SIGNING_KEYS = _required(
+    "CONSENT_SIGNING_KEYS", lambda: "r1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+)
 # Keyed hash (blind index) for exact lookups of encrypted ID and phone numbers.
 BLIND_INDEX_KEY = _required("BLIND_INDEX_KEY", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
 
@@ -120,6 +125,7 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
 ]

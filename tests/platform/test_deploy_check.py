@@ -16,6 +16,7 @@ def test_production_settings_pass_check_deploy():
         SECRET_KEY="x7" * 30 + "-production-like-secret",
         FIELD_ENCRYPTION_KEYS="k1:" + base64.b64encode(b"k" * 32).decode(),
         BLIND_INDEX_KEY=base64.b64encode(b"b" * 32).decode(),
+        CONSENT_SIGNING_KEYS="r1:" + base64.b64encode(b"s" * 32).decode(),
         ALLOWED_HOSTS=".puhui.example.cn",
         # check --deploy does not connect; the URLs only have to be well-formed.
         DATABASE_URL="postgres://puhui@db.internal:5432/puhui",
