@@ -134,8 +134,9 @@ class NightlyRun(models.Model):
     attempts = models.PositiveIntegerField(_("运行次数"), default=0)
     started_at = models.DateTimeField(_("开始时间"), null=True, blank=True)
     finished_at = models.DateTimeField(_("结束时间"), null=True, blank=True)
-    # {step name: {"status": ..., "counts": {...}, "seconds": float}} in run order.
-    steps = models.JSONField(_("步骤"), default=dict)
+    # [{"name": dotted path, "status": ..., "counts": {...}, "seconds": float}] in run order
+    # (a list, because jsonb does not keep object key order).
+    steps = models.JSONField(_("步骤"), default=list)
     error = models.TextField(_("错误"), blank=True)
 
     class Meta:

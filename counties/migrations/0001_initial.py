@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('attempts', models.PositiveIntegerField(default=0, verbose_name='运行次数')),
                 ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='开始时间')),
                 ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='结束时间')),
-                ('steps', models.JSONField(default=dict, verbose_name='步骤')),
+                ('steps', models.JSONField(default=list, verbose_name='步骤')),
                 ('error', models.TextField(blank=True, verbose_name='错误')),
             ],
             options={

@@ -26,5 +26,5 @@ class Command(BaseCommand):
         with schema_context(county.schema_name):
             run = nightly_run(business_date=business_date)
         self.stdout.write(self.style.SUCCESS(f"{county.name} {county.code} {business_date}: {run.status}"))
-        for step, detail in run.steps.items():
-            self.stdout.write(f"  {step}: {detail['status']} {detail.get('counts', {})} in {detail['seconds']}s")
+        for step in run.steps:
+            self.stdout.write(f"  {step['name']}: {step['status']} {step.get('counts', {})} in {step['seconds']}s")
