@@ -69,14 +69,19 @@ class Farmer(models.Model):
     birth_date = models.DateField(_("出生日期"))
     is_household_head = models.BooleanField(_("户主"), default=False)
     id_number_encrypted = models.TextField(_("身份证号（密文）"))
-    id_number_hash = models.CharField(_("身份证号索引"), max_length=64, unique=True)
+    id_number_hash = models.CharField(_("身份证号索引"), max_length=64)
     phone_encrypted = models.TextField(_("手机号（密文）"), blank=True)
-    phone_hash = models.CharField(_("手机号索引"), max_length=64, blank=True, db_index=True)
+    phone_hash = models.CharField(_("手机号索引"), max_length=64, blank=True)
     registered_at = models.DateTimeField(_("登记时间"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("农民")
         verbose_name_plural = _("农民")
+        # Declared here rather than with unique=/db_index= on the fields: those also add a
+        # varchar_pattern_ops "_like" index per field, which exact hash lookups never use and
+        # which costs a county-scale load dearly.
+        constraints = [models.UniqueConstraint(fields=["id_number_hash"], name="farmer_id_number_hash_unique")]
+        indexes = [models.Index(fields=["phone_hash"], name="farmer_phone_hash")]
 
     def __str__(self) -> str:
         return self.name

@@ -266,9 +266,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform.settings")
 # and returning a dict of counts, idempotent for that date. Later apps append their steps.
 NIGHTLY_STEPS = [
     "counties.services.township_stats_refresh",
+    "data_sharing.services.consents_expire",
+    "data_sharing.services.derived_data_purge",
 ]
-# Services that delete a farmer's derived data (features, assessments) once a consent's data
-# life has passed; each takes ``farmer_ids``. The credit-line app registers its own.
+# Services that delete derived data (features, assessments, lines) once every consent of a
+# (farmer, partner) pair has ended and its data life has passed. Each is called as
+# purger(targets_sql=...) -> int, where targets_sql selects (farmer_id, partner_id).
 DERIVED_DATA_PURGERS: list[str] = []
 LOGIN_URL = "official-login"
 LOGIN_REDIRECT_URL = "official-farmers"
