@@ -31,9 +31,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("演示数据不能在生产模式下创建 / demo data is refused when PUHUI_MODE=production")
-        if not options["print_only"]:
+        if options["print_only"]:
+            self._print(options["port"])
+        else:
             self._set_up(options["farmers"])
-        self._print(options["port"])
 
     def _set_up(self, farmers: int) -> None:
         user_model = get_user_model()
