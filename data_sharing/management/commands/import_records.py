@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_tenants.utils import schema_context
 
 from data_sharing.imports import batch_run, batch_submit_file
-from platform.models import County
+from platform.commands import county_or_error
 
 # The shell is for operators checking a file; the full report is the portal's CSV download.
 ERRORS_SHOWN = 50
@@ -39,9 +39,7 @@ class Command(BaseCommand):
     def handle(self, *args, county: str, category: str, file: Path, as_of: dt.date, submitted_by: str, **options) -> None:
         # call_command(..., file="x.csv", as_of="2026-11-01") skips argparse's conversions.
         file, as_of = Path(file), _as_of(as_of) if isinstance(as_of, str) else as_of
-        found = County.objects.filter(code=county).first()
-        if found is None:
-            raise CommandError(f"没有行政区划代码为 {county} 的县 / No county with code {county}")
+        found = county_or_error(county)
         try:
             content = file.read_bytes()
         except OSError as error:
