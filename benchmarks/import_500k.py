@@ -4,7 +4,7 @@ read, decode, parse, validate, COPY to staging, farmer match, duplicate check, I
     .venv/bin/python -m benchmarks.import_500k [--rows 500000] [--runs 3]
 
 Works in a scratch county (411325 内乡县, neixiang.localhost), onboarded here if missing. Its
-roster comes from ``manage.py generate_county_data --county 411325 --farmers 500000 --seed 5``
+roster comes from ``manage.py generate_county_data --county 411325 --farmers 500000 --seed 5 --roster-only``
 when it has no farmers; an existing roster of at least ``--rows`` farmers is used as it is (the
 first farmers by id). Each run imports the same file under its own as-of date after the previous
 run's records are deleted (and the table vacuumed), so every run does the full write. Prints
@@ -61,11 +61,11 @@ def ensure_roster(rows: int) -> None:
     if farmers:
         raise SystemExit(
             f"county {COUNTY['code']} has {farmers} farmers, fewer than {rows}; regenerate it with "
-            f"manage.py generate_county_data --county {COUNTY['code']} --farmers {rows} --seed 5 --replace"
+            f"manage.py generate_county_data --county {COUNTY['code']} --farmers {rows} --seed 5 --roster-only --replace"
         )
     print(f"generating {rows} farmers (generate_county_data --seed 5)")
     with schema_context("public"):
-        call_command("generate_county_data", county=COUNTY["code"], farmers=rows, seed=5)
+        call_command("generate_county_data", county=COUNTY["code"], farmers=rows, seed=5, roster_only=True)
 
 
 def department_file(rows: int) -> bytes:

@@ -221,7 +221,9 @@ def test_a_later_as_of_date_moves_birth_dates_and_little_else():
 
 def test_command_generates_and_prints_the_report(lankao):
     out = StringIO()
-    call_command("generate_county_data", county="410225", farmers=500, seed=7, as_of="2025-06-30", stdout=out)
+    call_command(
+        "generate_county_data", county="410225", farmers=500, seed=7, as_of="2025-06-30", roster_only=True, stdout=out
+    )
     lines = out.getvalue().splitlines()
     assert lines[0] == (
         "兰考县 410225: 10 townships, 10 villages, 247 households, 500 farmers (438 with phone);"
@@ -235,7 +237,7 @@ def test_command_generates_and_prints_the_report(lankao):
 
 
 def test_command_refuses_a_county_with_a_roster_unless_replace(lankao):
-    call_command("generate_county_data", county="410225", farmers=500, seed=7, stdout=StringIO())
+    call_command("generate_county_data", county="410225", farmers=500, seed=7, roster_only=True, stdout=StringIO())
     with pytest.raises(CommandError) as refused:
         call_command("generate_county_data", county="410225", farmers=300, seed=1, stdout=StringIO())
     assert str(refused.value) == (

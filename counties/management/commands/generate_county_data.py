@@ -1,17 +1,19 @@
-import datetime as dt
-
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django_tenants.utils import schema_context
 
 from counties.synthetic import generate_county_data
-from platform.models import County
+from data_sharing.synthetic import government_data_generate
+from platform.commands import county_or_error, date_or_error
 
 
 class Command(BaseCommand):
     help = (
         "Fill one county's schema with a synthetic roster: townships, villages, households and farmers"
-        " (ID and phone numbers encrypted). The same --farmers, --seed and --as-of give the same roster."
+        " (ID and phone numbers encrypted); then every category's government records, the demo lending"
+        " partner's data-sharing agreement, consents and past loans (unless --roster-only). The same --farmers,"
+        " --seed and --as-of give the same data. The roster and the rest are two transactions: if the second"
+        " fails, the roster stays; run again with --replace."
     )
 
     def add_arguments(self, parser):
@@ -20,16 +22,15 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
         parser.add_argument("--replace", action="store_true", help="delete the county's existing roster first")
         parser.add_argument("--as-of", help="date the ages hold on, YYYY-MM-DD (default: today)")
+        parser.add_argument(
+            "--roster-only", action="store_true",
+            help="only the roster: no government records, agreement, consents or credit history",
+        )
 
     def handle(self, *args, **options):
-        code = options["county"]
-        county = County.objects.filter(code=code).first()
-        if county is None:
-            raise CommandError(f"没有代码为 {code} 的县 / no county with code {code}")
-        try:
-            as_of = dt.date.fromisoformat(options["as_of"]) if options["as_of"] else None
-        except ValueError:
-            raise CommandError(f"日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD: {options['as_of']}") from None
+        county = county_or_error(options["county"])
+        code = county.code
+        as_of = date_or_error(options["as_of"])
         with schema_context(county.schema_name):
             try:
                 report = generate_county_data(
@@ -39,6 +40,7 @@ class Command(BaseCommand):
                     replace=options["replace"],
                     as_of=as_of,
                 )
+                extra = None if options["roster_only"] else government_data_generate(report=report, seed=options["seed"])
             except ValidationError as error:
                 raise CommandError(" ".join(error.messages)) from None
         self.stdout.write(
@@ -53,3 +55,22 @@ class Command(BaseCommand):
         for phase, seconds in report.seconds.items():
             self.stdout.write(f"  {phase}: {seconds:.2f}s")
         self.stdout.write(f"  total: {sum(report.seconds.values()):.2f}s")
+        if extra is not None:
+            self._government_data_report(extra)
+
+    def _government_data_report(self, extra: dict) -> None:
+        records = extra["records"]
+        consents = extra["consents"]
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"government data: {sum(records.values())} records in {len(records)} categories;"
+                f" agreement {extra['agreement']} with {extra['partner']};"
+                f" {sum(consents.values())} consents, {extra['consent_events']} consent events;"
+                f" {extra['credit_outcomes']} past loans, {extra['bad_loans']} bad ({extra['bad_rate']:.2%})"
+            )
+        )
+        self.stdout.write("  records: " + ", ".join(f"{code} {count}" for code, count in records.items()))
+        self.stdout.write("  consents: " + ", ".join(f"{status} {count}" for status, count in sorted(consents.items())))
+        for phase, seconds in extra["seconds"].items():
+            self.stdout.write(f"  {phase}: {seconds:.2f}s")
+        self.stdout.write(f"  total: {sum(extra['seconds'].values()):.2f}s")
