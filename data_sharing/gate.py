@@ -112,10 +112,19 @@ _AGREED_CATEGORY_IDS_SQL = """
 """
 
 
-def _gated_ctes(*, single_farmer: bool) -> str:
+def _gated_ctes(*, single_farmer: bool, farmer_range: bool = False) -> str:
     """``WITH`` clauses: admitted_consents (consent_id, farmer_id, categories),
-    admitted_categories (farmer_id, category_id, category_code) and gated (the records)."""
+    admitted_categories (farmer_id, category_id, category_code) and gated (the records).
+
+    ``farmer_range`` restricts both to farmer ids between ``%(first_farmer_id)s`` and
+    ``%(last_farmer_id)s`` (a chunk of the nightly batch). The range is repeated on the records
+    because PostgreSQL does not carry a range through a join: without it, every chunk would
+    read the whole county's records."""
     farmer_filter = "AND c.farmer_id = %(farmer_id)s" if single_farmer else ""
+    record_filter = ""
+    if farmer_range:
+        farmer_filter += " AND c.farmer_id BETWEEN %(first_farmer_id)s AND %(last_farmer_id)s"
+        record_filter = "AND r.farmer_id BETWEEN %(first_farmer_id)s AND %(last_farmer_id)s"
     return f"""
     WITH admitted_consents AS (
         SELECT c.id AS consent_id, c.farmer_id, c.categories
@@ -138,7 +147,7 @@ def _gated_ctes(*, single_farmer: bool) -> str:
           FROM admitted_categories ad
           JOIN data_sharing_governmentrecord r
             ON r.farmer_id = ad.farmer_id AND r.category_id = ad.category_id
-         WHERE r.as_of_date <= %(business_date)s
+         WHERE r.as_of_date <= %(business_date)s {record_filter}
          ORDER BY r.farmer_id, r.category_id, r.record_key, r.as_of_date DESC
     )
     """
@@ -268,6 +277,7 @@ def batch_gate(
     business_date: dt.date,
     job: str,
     purpose: str,
+    farmer_ids: tuple[int, int] | None = None,
 ) -> GateResult:
     """Fill the temporary tables the scorer reads, for ``partner`` and ``business_date``:
 
@@ -280,6 +290,9 @@ def batch_gate(
     leave a farmer in one table and not the other). They are ``ON COMMIT DROP``, so call this
     inside ``transaction.atomic``; a second call in the same transaction replaces them. Writes
     one access-log row for the job with the number of farmers admitted.
+
+    ``farmer_ids`` (first, last), inclusive, gates only the farmers with ids in that range —
+    one chunk of a county — under the same definition of "admitted".
     """
     if not connection.in_atomic_block:
         raise RuntimeError("batch_gate must run inside transaction.atomic (its tables drop on commit)")
@@ -299,8 +312,9 @@ def batch_gate(
                     PRIMARY KEY (farmer_id, category_code, record_key)
                 ) ON COMMIT DROP"""
         )
+        first_farmer_id, last_farmer_id = farmer_ids or (None, None)
         cursor.execute(
-            _gated_ctes(single_farmer=False)
+            _gated_ctes(single_farmer=False, farmer_range=farmer_ids is not None)
             + f""",
             population AS (
                 INSERT INTO {GATED_FARMERS} (farmer_id) SELECT DISTINCT farmer_id FROM admitted_consents
@@ -308,7 +322,10 @@ def batch_gate(
             INSERT INTO {GATED_RECORDS} (farmer_id, category_code, record_key, as_of_date, data)
             SELECT farmer_id, category_code, record_key, as_of_date, data FROM gated
             """,
-            _params(partner_id=partner.pk, purpose=purpose, business_date=business_date, categories=requested),
+            _params(
+                partner_id=partner.pk, purpose=purpose, business_date=business_date, categories=requested,
+                first_farmer_id=first_farmer_id, last_farmer_id=last_farmer_id,
+            ),
         )
         record_count = cursor.rowcount
         # Temporary tables are never auto-analysed; without statistics the scorer's joins over a
