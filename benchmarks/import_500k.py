@@ -91,22 +91,51 @@ def clear_scratch() -> None:
         cursor.execute(f"VACUUM ANALYZE {GovernmentRecord._meta.db_table}")
 
 
+TARGET_SECONDS = 60
+
+
+def benchmark(*, runs: int, rows: int = 500_000) -> list[dict]:
+    """The row for ``make bench``'s table (see benchmarks/__main__.py)."""
+    totals = measure(rows=rows, runs=runs)
+    median = statistics.median(totals)
+    return [{
+        "benchmark": f"import {rows:,} GBK rows (spread {min(totals):.1f}–{max(totals):.1f} s)",
+        "runs": len(totals),
+        "wall_s": median,
+        "rate": f"{rows / median:,.0f} rows/s",
+        "target": f"< {TARGET_SECONDS} s",
+        "met": median < TARGET_SECONDS,
+    }]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=3)
     options = parser.parse_args()
+    totals = measure(rows=options.rows, runs=options.runs)
+    median = statistics.median(totals)
+    print(f"median of {len(totals)}: {median:.2f} s, {options.rows / median:,.0f} rows/s")
+    print(
+        "phases: validate_and_write = Python reading and validating rows, overlapped with database_busy (the\n"
+        "writer thread: COPY, roster join, INSERT, foreign-key checks); waiting_for_database = Python idle\n"
+        "while the writer caught up; check = duplicate-key check; commit = COMMIT."
+    )
 
+
+def measure(*, rows: int, runs: int) -> list[float]:
+    """Import the same ``rows``-row file ``runs`` times (each under a new as-of date, from the
+    same table state) and return the seconds of each run."""
     county = scratch_county()
     with schema_context(county.schema_name):
-        ensure_roster(options.rows)
+        ensure_roster(rows)
         began = time.perf_counter()
-        content = department_file(options.rows)
-        print(f"file: {options.rows:,} rows, {len(content) / 1e6:.1f} MB GBK (written in {time.perf_counter() - began:.1f} s)")
+        content = department_file(rows)
+        print(f"file: {rows:,} rows, {len(content) / 1e6:.1f} MB GBK (written in {time.perf_counter() - began:.1f} s)")
 
         totals = []
         stored_path = ""
-        for run in range(options.runs):
+        for run in range(runs):
             clear_scratch()
             batch, _created = batch_submit_file(
                 category_code="land_contract", file_name="内乡县土地承包.csv", content=content,
@@ -117,21 +146,15 @@ def main() -> None:
             began = time.perf_counter()
             batch = batch_run(batch_id=batch.pk, timings=timings)
             seconds = time.perf_counter() - began
-            if (batch.status, batch.rows_imported) != (ImportBatch.Status.SUCCEEDED, options.rows):
+            if (batch.status, batch.rows_imported) != (ImportBatch.Status.SUCCEEDED, rows):
                 raise SystemExit(f"run {run + 1}: {batch.status}, {batch.rows_imported} imported; first errors {batch.errors[:5]}")
             totals.append(seconds)
             phases = ", ".join(f"{phase} {value:.2f}" for phase, value in timings.items())
-            print(f"run {run + 1}: {seconds:.2f} s, {options.rows / seconds:,.0f} rows/s ({phases})")
+            print(f"run {run + 1}: {seconds:.2f} s, {rows / seconds:,.0f} rows/s ({phases})")
 
         clear_scratch()
         default_storage.delete(stored_path)
-    median = statistics.median(totals)
-    print(f"median of {len(totals)}: {median:.2f} s, {options.rows / median:,.0f} rows/s")
-    print(
-        "phases: validate_and_write = Python reading and validating rows, overlapped with database_busy (the\n"
-        "writer thread: COPY, roster join, INSERT, foreign-key checks); waiting_for_database = Python idle\n"
-        "while the writer caught up; check = duplicate-key check; commit = COMMIT."
-    )
+    return totals
 
 
 if __name__ == "__main__":

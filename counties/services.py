@@ -54,8 +54,13 @@ def nightly_run(*, business_date: dt.date) -> NightlyRun:
         step = import_string(dotted)
         began = time.monotonic()
         try:
-            with transaction.atomic():
+            if getattr(step, "manages_own_transactions", False):
+                # Such a step commits its work in pieces (the credit batch, chunk by chunk) so
+                # a crash keeps what is done and a rerun completes only the rest.
                 counts = step(business_date=business_date)
+            else:
+                with transaction.atomic():
+                    counts = step(business_date=business_date)
         except Exception:
             run.steps.append({"name": dotted, "status": "failed", "seconds": round(time.monotonic() - began, 3)})
             run.status = NightlyRun.Status.FAILED

@@ -182,7 +182,16 @@ def consent_status_change(
     ConsentEvent.objects.create(
         consent=consent, event=event, to_status=to_status, at=at, actor=actor, channel=channel, detail=detail or {}
     )
+    _consent_changed(consent)
     return consent
+
+
+def _consent_changed(consent: Consent) -> None:
+    """Tell the apps that act on consent (the credit line stops drawdowns at once) in the same
+    transaction; they are named in settings.CONSENT_CHANGE_HANDLERS so data_sharing does not
+    import them."""
+    for dotted in settings.CONSENT_CHANGE_HANDLERS:
+        import_string(dotted)(farmer_ids=[consent.farmer_id])
 
 
 def _locked(consent: Consent) -> Consent:
@@ -265,6 +274,7 @@ def consent_grant(
             "receipt_id": consent.receipt["receipt_id"], "supersedes": previous.pk if previous else None,
         },
     )
+    _consent_changed(consent)
     return consent
 
 

@@ -267,11 +267,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform.settings")
 NIGHTLY_STEPS = [
     "counties.services.township_stats_refresh",
     "data_sharing.services.consents_expire",
+    "loans.nightly.credit_assessment_run",
     "data_sharing.services.derived_data_purge",
 ]
 # Services that delete derived data (features, assessments, lines) once every consent of a
 # (farmer, partner) pair has ended and its data life has passed. Each is called as
 # purger(targets_sql=...) -> int, where targets_sql selects (farmer_id, partner_id).
-DERIVED_DATA_PURGERS: list[str] = []
+DERIVED_DATA_PURGERS: list[str] = ["loans.purge.derived_credit_data_purge"]
+# Called with ``farmer_ids`` inside the transaction of every consent change (grant, pause,
+# resume, revoke, expire by event): a revoked consent suspends the credit line at once.
+CONSENT_CHANGE_HANDLERS: list[str] = ["loans.nightly.credit_lines_follow_consent"]
 LOGIN_URL = "official-login"
 LOGIN_REDIRECT_URL = "official-farmers"
