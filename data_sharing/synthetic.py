@@ -974,7 +974,7 @@ def government_data_generate(*, report: GenerationReport, seed: int) -> dict:
 
         began = time.monotonic()
         categories = _categories(data)
-        batches = _batches_record(categories, data, seed=seed, as_of=roster.as_of)
+        batches = _batches_record(categories, data, seed=seed, as_of=extract_date(roster.as_of))
         with _rebuilt_if_empty(cursor, _RECORDS_TABLE):
             _copy(cursor, _RECORDS_TABLE, _RECORD_COLUMNS, _record_chunks(data, categories, batches, report))
         seconds["records"] = _since(began)
@@ -1132,6 +1132,12 @@ def _categories(data: GovernmentData) -> dict[str, DataCategory]:
     return {code: found[code] for code in data.records}
 
 
+def extract_date(generated_on: dt.date) -> dt.date:
+    """The departments' extracts are as of the last closed day before generation, so the
+    nightly run for that business date (yesterday, by default) already reads them."""
+    return generated_on - dt.timedelta(days=1)
+
+
 def _batches_record(
     categories: dict[str, DataCategory], data: GovernmentData, *, seed: int, as_of: dt.date
 ) -> dict[str, ImportBatch]:
@@ -1201,7 +1207,7 @@ def _schema_check(category: DataCategory, records: CategoryRecords) -> None:
 def _record_chunks(
     data: GovernmentData, categories: dict[str, DataCategory], batches: dict[str, ImportBatch], report: GenerationReport
 ) -> Iterator[tuple[bytes, int]]:
-    as_of = report.as_of.isoformat()
+    as_of = extract_date(report.as_of).isoformat()
     for code, category in categories.items():
         records = data.records[code]
         _schema_check(category, records)

@@ -39,6 +39,7 @@ from platform.models import LendingPartner
 from tests.conftest import in_county
 
 AS_OF = dt.date(2025, 6, 30)
+EXTRACT_DATE = dt.date(2025, 6, 29)  # the departments' extracts: the day before generation
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 AS_OF_START = dt.datetime.combine(AS_OF, dt.time(0), tzinfo=SHANGHAI)
 AS_OF_END = AS_OF_START + dt.timedelta(days=1)
@@ -100,14 +101,14 @@ def test_one_succeeded_synthetic_batch_per_category_holds_its_records(lankao, sm
             code = batch.category.code
             imported = batch.records.count()
             assert (batch.source, batch.status, batch.as_of_date, batch.submitted_by) == (
-                "synthetic", "succeeded", AS_OF, "system:synthetic"
+                "synthetic", "succeeded", EXTRACT_DATE, "system:synthetic"
             )
             assert batch.content_sha256 == hashlib.sha256(f"synthetic:11:{code}".encode()).hexdigest()
             assert batch.rows_total == batch.rows_done == batch.rows_imported == imported > 0
             assert (batch.error_count, batch.errors) == (0, [])
             assert batch.finished_at is not None
             assert set(batch.records.values_list("category_id", flat=True)) == {batch.category_id}
-        assert set(GovernmentRecord.objects.values_list("as_of_date", flat=True)) == {AS_OF}
+        assert set(GovernmentRecord.objects.values_list("as_of_date", flat=True)) == {EXTRACT_DATE}
 
 
 def test_roster_only_writes_no_government_data(lankao):

@@ -8,7 +8,8 @@ from django_tenants.utils import schema_context
 
 from counties.models import Farmer
 from counties.tasks import default_business_date
-from platform.models import County
+from loans.policy import policy_ensure_default
+from platform.models import County, LendingPartner
 from platform.services import county_onboard
 
 DEMO_COUNTIES = [
@@ -17,6 +18,7 @@ DEMO_COUNTIES = [
     {"code": "370982", "name": "新泰市", "domain": "xintai.localhost", "province": "山东省", "city": "泰安市"},
 ]
 DEMO_OPERATOR = ("operator", "puhui-operator")
+DEMO_PARTNER = "puhui-bank"  # created by data_sharing.synthetic
 DEMO_COUNTY_ADMIN = ("admin", "puhui-demo")
 
 
@@ -50,6 +52,10 @@ class Command(BaseCommand):
                 has_data = Farmer.objects.exists()
             if not has_data:
                 call_command("generate_county_data", county=county.code, farmers=farmers, seed=int(county.code))
+            with schema_context(county.schema_name):
+                # The generator's agreement names the demo bank; a real county's officials
+                # draft and approve their own policy instead.
+                policy_ensure_default(partner=LendingPartner.objects.get(code=DEMO_PARTNER), actor="setup_demo")
             call_command("run_nightly", county=county.code, date=business_date.isoformat())
 
     def _print(self, port: str) -> None:
