@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
 
-from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -713,33 +712,6 @@ def _finish(batch: ImportBatch, status: str, rows_total: int, imported: int, err
     batch.save(update_fields=["status", "rows_total", "rows_done", "rows_imported", "errors", "error_count", "finished_at"])
 
 
-class _BlindIndexer:
-    """``pii.blind_index`` (HMAC-SHA256 under BLIND_INDEX_KEY, hex), for a whole file.
-
-    The same construction (RFC 2104) with the key's inner and outer pads hashed once: each value
-    then costs two hash-state copies. ``hmac.new`` per value re-fetches the digest from OpenSSL 3
-    every time, about 5 µs a call here, which is seconds over a county file. A test pins the
-    result to ``pii.blind_index``.
-    """
-
-    _BLOCK = 64  # SHA-256 block size in bytes
-
-    def __init__(self) -> None:
-        key = pii._blind_index_key(settings.BLIND_INDEX_KEY)
-        if len(key) > self._BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(self._BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
-        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
-
-    def __call__(self, value: str) -> str:
-        inner = self._inner.copy()
-        inner.update(value.encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
-
-
 # Staging column type per field type: integers and booleans keep their JSON type when the data
 # object is built in SQL; every other normalised value is a JSON string.
 _STAGING_TYPES = {"integer": "bigint", "boolean": "boolean"}
@@ -968,7 +940,7 @@ def _validate_rows(batch: ImportBatch, source: _Source, rules: CategoryRules, wr
         checked.add(error)
 
     stage = writer.add
-    id_hash_of = _BlindIndexer()
+    id_hash_of = pii.blind_index
     today = timezone.localdate()
     estimate = source.rows_estimate
     next_progress = PROGRESS_EVERY_ROWS

@@ -77,9 +77,14 @@ def _local_iso(moment) -> str:
     return timezone.localtime(moment).isoformat()
 
 
+def signing_key() -> tuple[str, Ed25519PrivateKey]:
+    """The newest receipt-signing key and its id (what every new receipt is signed with)."""
+    return _keyring(settings.CONSENT_SIGNING_KEYS)[0]
+
+
 def receipt_issue(*, consent: Consent, sms_confirmed: bool) -> tuple[dict, str]:
     """Build and sign the receipt for a just-granted consent; returns (receipt, signature)."""
-    key_id, private_key = _keyring(settings.CONSENT_SIGNING_KEYS)[0]
+    key_id, private_key = signing_key()
     receipt = {
         "format": RECEIPT_FORMAT,
         "receipt_id": str(uuid.uuid4()),

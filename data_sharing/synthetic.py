@@ -1301,7 +1301,7 @@ def _receipts_sign(
     The first receipt is re-serialised through ``canonical_json`` to prove the two agree.
     Signing stays one Ed25519 call per consent (about 45 µs: the biggest cost of this phase).
     """
-    key_id, private_key = receipts._keyring(settings.CONSENT_SIGNING_KEYS)[0]
+    key_id, private_key = receipts.signing_key()
     starts_at = _local_iso(consents.starts_at, offset)
     expires_at = _local_iso(consents.expires_at, offset)
     # (text, whether JSON quotes it) of each value that differs between consents.

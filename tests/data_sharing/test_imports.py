@@ -418,14 +418,6 @@ def test_a_roster_mismatch_alone_rejects_the_file_and_undoes_the_rows_already_wr
         assert GovernmentRecord.objects.count() == 0
 
 
-def test_the_fast_blind_index_is_pii_blind_index():
-    from data_sharing import pii
-
-    indexer = imports._BlindIndexer()
-    for number in (ID_ZHANG, ID_LI, "11010519491231002X", ""):
-        assert indexer(number) == pii.blind_index(number)
-
-
 @pytest.mark.parametrize(
     ("last_rows", "expected"),
     [

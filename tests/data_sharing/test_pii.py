@@ -1,4 +1,7 @@
+import base64
 import datetime as dt
+import hashlib
+import hmac
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -48,6 +51,15 @@ def test_encryption_round_trip_and_rotation():
         fresh = pii.encrypt("13812341234")
         assert fresh.startswith("k2:") and fresh != token
         assert pii.needs_reencryption(fresh) is False
+
+
+@pytest.mark.parametrize("key", ["QUJD", base64.b64encode(b"k" * 100).decode()])
+def test_blind_index_is_hmac_sha256_under_the_key(key):
+    # The precomputed-pad implementation must equal the textbook HMAC, short and long keys alike.
+    with override_settings(BLIND_INDEX_KEY=key):
+        for value in ("11010519491231002X", "13812341234", ""):
+            expected = hmac.new(base64.b64decode(key), value.encode(), hashlib.sha256).hexdigest()
+            assert pii.blind_index(value) == expected
 
 
 def test_blind_index_is_keyed_and_stable():
