@@ -148,3 +148,92 @@ class NightlyRun(models.Model):
         verbose_name = _("夜间批处理")
         verbose_name_plural = _("夜间批处理")
         ordering = ["-business_date"]
+
+
+class SmsLoginCode(models.Model):
+    """A login code sent by SMS to a farmer's phone (the mobile portal, /m/login/). Only a keyed
+    hash of the code is kept, and the phone only as its blind index. Rows are kept for an hour
+    at least: they are what the per-phone send limit counts, in PostgreSQL so the limit holds
+    across every web process."""
+
+    phone_hash = models.CharField(_("手机号索引"), max_length=64)
+    code_hash = models.CharField(_("验证码摘要"), max_length=64)
+    created_at = models.DateTimeField(_("发送时间"))
+    expires_at = models.DateTimeField(_("失效时间"))
+    used_at = models.DateTimeField(_("使用时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("短信登录验证码")
+        verbose_name_plural = _("短信登录验证码")
+        indexes = [models.Index(fields=["phone_hash", "created_at"], name="sms_login_code_phone")]
+
+
+class SmsLoginGuard(models.Model):
+    """Per-phone login state that must hold across processes: wrong codes (or a wrong name and
+    ID number at first login) counted towards a lock-out. Its row is locked (SELECT … FOR
+    UPDATE) while a code is sent or checked, so concurrent requests for one phone queue up
+    instead of both passing a limit."""
+
+    phone_hash = models.CharField(_("手机号索引"), max_length=64)
+    failed_attempts = models.PositiveSmallIntegerField(_("连续错误次数"), default=0)
+    last_failed_at = models.DateTimeField(_("最近错误时间"), null=True, blank=True)
+    locked_until = models.DateTimeField(_("锁定至"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("短信登录限制")
+        verbose_name_plural = _("短信登录限制")
+        # A constraint rather than unique=True: exact hash lookups need no "_like" index.
+        constraints = [models.UniqueConstraint(fields=["phone_hash"], name="sms_login_guard_phone_unique")]
+
+
+class PortfolioDailyStat(models.Model):
+    """Credit and loan figures per township per business date: the history behind the officials'
+    dashboard, written by the nightly step :func:`counties.portal.portfolio.portfolio_stats_refresh`
+    in one set-based upsert. Registered farmers per date are in :class:`TownshipDailyStat`."""
+
+    business_date = models.DateField(_("业务日期"))
+    township = models.ForeignKey(Township, on_delete=models.CASCADE)
+    consented_farmers = models.PositiveIntegerField(_("有效授权人数"))
+    lined_farmers = models.PositiveIntegerField(_("有可用额度人数"))
+    lines_amount = models.DecimalField(_("授信总额"), max_digits=16, decimal_places=2)
+    lines_used = models.DecimalField(_("已用额度"), max_digits=16, decimal_places=2)
+    loans = models.PositiveIntegerField(_("在贷笔数"))
+    loan_balance = models.DecimalField(_("贷款余额"), max_digits=16, decimal_places=2)
+    overdue_balance = models.DecimalField(_("逾期贷款余额"), max_digits=16, decimal_places=2)
+    npl_balance = models.DecimalField(_("不良贷款余额"), max_digits=16, decimal_places=2)
+
+    class Meta:
+        verbose_name = _("乡镇信贷日统计")
+        verbose_name_plural = _("乡镇信贷日统计")
+        constraints = [
+            models.UniqueConstraint(fields=["business_date", "township"], name="portfolio_daily_stat_unique")
+        ]
+
+
+class FarmerLookup(models.Model):
+    """An official opening one farmer's page: who, when, why (a purpose and a note), and the
+    consent gate's access-log row of the read it made. Append-only, like the access log."""
+
+    class Purpose(models.TextChoices):
+        LOAN_SERVICING = "loan_servicing", _("贷后管理")
+        FARMER_REQUEST = "farmer_request", _("农户本人咨询或申请")
+        COMPLAINT = "complaint", _("投诉处理")
+        DATA_CORRECTION = "data_correction", _("数据核对与更正")
+        RISK_REVIEW = "risk_review", _("风险核查")
+
+    at = models.DateTimeField(_("时间"), auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Kept as text too: the record must still say who it was if the account is renamed.
+    username = models.CharField(_("工作人员"), max_length=150)
+    role = models.CharField(_("角色"), max_length=32, choices=Official.Role.choices)
+    farmer = models.ForeignKey(Farmer, on_delete=models.PROTECT, related_name="lookups")
+    purpose = models.CharField(_("查询目的"), max_length=32, choices=Purpose.choices)
+    note = models.CharField(_("说明"), max_length=200, blank=True)
+    access_log = models.OneToOneField(
+        "data_sharing.AccessLog", null=True, blank=True, on_delete=models.PROTECT, related_name="lookup"
+    )
+
+    class Meta:
+        verbose_name = _("农民信息查询")
+        verbose_name_plural = _("农民信息查询")
+        ordering = ["-at", "-id"]

@@ -128,12 +128,22 @@ SHARED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    # Also shared so the public admin console's logins are throttled in the public schema and
+    # the admin pages these apps register find their tables there.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
 ]
 TENANT_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Officials are users of their county's schema, so are their TOTP devices and the failed
+    # login attempts that lock them out (one county's lock-outs never touch another's).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "counties",
     "data_sharing",
     "loans",
@@ -149,8 +159,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lock-out into the lock-out page
 ]
 
 TEMPLATES = [
@@ -172,6 +184,32 @@ TEMPLATES = [
 WSGI_APPLICATION = "platform.wsgi.application"
 ASGI_APPLICATION = "platform.asgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Officials: password, then a TOTP code (django-otp); failed passwords lock the account out
+# (django-axes). The first backend only counts and refuses; ModelBackend checks the password.
+AUTHENTICATION_BACKENDS = [
+    "counties.portal.auth.OfficialLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=30))
+# Per account and client address: five wrong passwords for "admin" from one address lock that
+# pair out; someone elsewhere cannot lock the county administrator out of their own office.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "counties/portal/locked_out.html"
+AXES_VERBOSE = False  # no banner on every process start
+
+
+def _totp_issuer(device) -> str:
+    """The name an authenticator app lists the code under: "普惠 兰考县" (the device's county)."""
+    from django.db import connection
+
+    return f"普惠 {getattr(getattr(connection, 'tenant', None), 'name', '')}".strip()
+
+
+OTP_TOTP_ISSUER = _totp_issuer
+OTP_TOTP_THROTTLE_FACTOR = 1  # wrong codes back off 1, 2, 4, … seconds per device
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -231,8 +269,30 @@ NIGHTLY_STAGGER_SECONDS = env.int("NIGHTLY_STAGGER_SECONDS", default=1800)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Per integration client (platform.api.throttling); a client's own throttle_rate wins.
+    "DEFAULT_THROTTLE_RATES": {"integration_client": env.str("API_CLIENT_RATE", default="1200/min")},
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Puhui API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Puhui API",
+    "DESCRIPTION": (
+        "The platform API for lending banks (credit lines, quotes, disbursements, repayments; events pushed to "
+        "the bank's webhook) on the public host, with the county's GB/T 2260 code in the path. Every request is "
+        "HMAC-signed (see the PuhuiSignature scheme); every POST needs an Idempotency-Key; every 4xx answers "
+        '{"error": {"code", "message", "message_en", "fields"}}.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "LoanStatusEnum": "loans.models.Loan.Status",
+        "LineStatusEnum": "loans.models.CreditLine.Status",
+        "InstallmentStatusEnum": "loans.models.Installment.Status",
+    },
+    # Swagger UI and Redoc from the project's own static files (static/vendor/), never a CDN.
+    "SWAGGER_UI_DIST": STATIC_URL + "vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": STATIC_URL + "vendor/swagger-ui/favicon-32x32.png",
+    "REDOC_DIST": STATIC_URL + "vendor/redoc",
+}
 
 # --- Sessions and security ------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -248,6 +308,20 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
+
+# --- SMS: the farmer portal's login codes (platform/sms.py) ---------------------------------
+# Local mode writes messages to a file under .data/ (demo users and browser tests read codes
+# there, and the login page shows the demo code); production posts them to the SMS gateway.
+SMS_BACKEND = env.str(
+    "SMS_BACKEND", default="platform.sms.HttpSmsGatewayBackend" if PRODUCTION else "platform.sms.FileSmsBackend"
+)
+SMS_FILE_PATH = env.str(
+    "SMS_FILE_PATH",
+    default=str(Path(os.environ.get("PUHUI_DATA_DIR", BASE_DIR / ".data")) / "sms" / "outbox.jsonl"),
+)
+SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
+SMS_GATEWAY_TOKEN = env.str("SMS_GATEWAY_TOKEN", default="")
+SMS_GATEWAY_TIMEOUT = env.float("SMS_GATEWAY_TIMEOUT", default=5.0)
 
 LOGGING = {
     "version": 1,
@@ -267,8 +341,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform.settings")
 NIGHTLY_STEPS = [
     "counties.services.township_stats_refresh",
     "data_sharing.services.consents_expire",
+    "loans.close.loan_close_run",
     "loans.nightly.credit_assessment_run",
     "data_sharing.services.derived_data_purge",
+    # Last: the dashboard's history snapshots the night's lines and loan classifications.
+    "counties.portal.portfolio.portfolio_stats_refresh",
 ]
 # Services that delete derived data (features, assessments, lines) once every consent of a
 # (farmer, partner) pair has ended and its data life has passed. Each is called as

@@ -7,11 +7,13 @@ import datetime as dt
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from counties.models import Official
 from data_sharing import imports
 from data_sharing.models import ImportBatch
 from tests.conftest import in_county, make_farmer, valid_id_number
+from tests.counties.portal.conftest import otp_login
 
 ID_ZHANG = valid_id_number(seq=101)
 HOST = "lankao.localhost"
@@ -26,7 +28,9 @@ def _media(settings, tmp_path):
 def _login(client, role: str, username: str = "officer"):
     user = get_user_model().objects.create_user(username=username, password="portal-pass-123")
     Official.objects.create(user=user, role=role)
-    client.force_login(user)  # the session is stored in the county's schema, where this runs
+    # Both factors (the portal opens no page on a password alone); the session is stored in the
+    # county's schema, where this runs.
+    otp_login(client, user, TOTPDevice.objects.create(user=user, name="portal", confirmed=True))
     return user
 
 

@@ -4,11 +4,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, tenant_context
 
-from counties.models import Farmer
+from counties.models import Farmer, Official, Township
 from counties.tasks import default_business_date
 from loans.policy import policy_ensure_default
+from loans.synthetic import demo_loans_generate
 from platform.models import County, LendingPartner
 from platform.services import county_onboard
 
@@ -20,6 +21,14 @@ DEMO_COUNTIES = [
 DEMO_OPERATOR = ("operator", "puhui-operator")
 DEMO_PARTNER = "puhui-bank"  # created by data_sharing.synthetic
 DEMO_COUNTY_ADMIN = ("admin", "puhui-demo")
+# One official of every other role per county (same demo password); the township officer
+# sees the county's first township. Each gets a TOTP device whose secret is printed below.
+DEMO_OFFICIALS = [
+    ("risk", Official.Role.RISK_OFFICER),
+    ("data", Official.Role.DATA_OFFICER),
+    ("township", Official.Role.TOWNSHIP_OFFICER),
+    ("auditor", Official.Role.AUDITOR),
+]
 
 
 class Command(BaseCommand):
@@ -56,9 +65,38 @@ class Command(BaseCommand):
                 # The generator's agreement names the demo bank; a real county's officials
                 # draft and approve their own policy instead.
                 policy_ensure_default(partner=LendingPartner.objects.get(code=DEMO_PARTNER), actor="setup_demo")
+                self._demo_officials()
             call_command("run_nightly", county=county.code, date=business_date.isoformat())
+            with schema_context(county.schema_name):
+                # A loan book to look at: loans drawn over the last 120 days, most repaid on
+                # time, some behind — through the real services and a nightly close per day.
+                made = demo_loans_generate(count=max(20, farmers // 100), until=business_date, seed=int(county.code))
+            if made.get("loans"):
+                self.stdout.write(f"{county.name}: demo loan book {made}")
+
+    def _demo_officials(self) -> None:
+        """Every demo official of the current county has a confirmed TOTP device (idempotent)."""
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        user_model = get_user_model()
+        township = Township.objects.order_by("code").first()
+        for username, role in DEMO_OFFICIALS:
+            user = user_model.objects.filter(username=username).first()
+            if user is None:
+                # Demo only: the demo password is shorter than the validators allow officials.
+                user = user_model.objects.create_user(username=username, password=DEMO_COUNTY_ADMIN[1])
+                Official.objects.create(
+                    user=user, role=role, township=township if role == Official.Role.TOWNSHIP_OFFICER else None
+                )
+        for official in Official.objects.select_related("user"):
+            if not TOTPDevice.objects.filter(user=official.user, confirmed=True).exists():
+                TOTPDevice.objects.create(user=official.user, name="portal", confirmed=True)
 
     def _print(self, port: str) -> None:
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        from counties.portal.services import totp_secret_base32
+
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS("Puhui demo is running:"))
         self.stdout.write(f"  admin console  http://localhost:{port}/admin/   {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}")
@@ -67,3 +105,20 @@ class Command(BaseCommand):
                 f"  {spec['name']} {spec['code']}  http://{spec['domain']}:{port}/   "
                 f"officials: /portal/  {DEMO_COUNTY_ADMIN[0]} / {DEMO_COUNTY_ADMIN[1]}"
             )
+            county = County.objects.filter(code=spec["code"]).first()
+            if county is None:
+                continue
+            with tenant_context(county):  # the county itself: its name is the TOTP issuer
+                devices = {
+                    device.user.username: device
+                    for device in TOTPDevice.objects.filter(confirmed=True).select_related("user").order_by("id")
+                }
+                admin = devices.get(DEMO_COUNTY_ADMIN[0])
+                if admin is not None:
+                    # The second factor: add this to an authenticator app (or paste the URL into
+                    # one that accepts otpauth:// links), then log in with its 6-digit code.
+                    self.stdout.write(f"      TOTP for {DEMO_COUNTY_ADMIN[0]}: secret {totp_secret_base32(admin)}")
+                    self.stdout.write(f"      {admin.config_url}")
+                others = [f"{name} {totp_secret_base32(devices[name])}" for name, _role in DEMO_OFFICIALS if name in devices]
+                if others:
+                    self.stdout.write(f"      other officials (password {DEMO_COUNTY_ADMIN[1]}), TOTP secrets: " + "; ".join(others))
