@@ -16,6 +16,8 @@ fi
 stop_embedded() { if [[ $started_here == 1 ]]; then $PY -m platform.embedded stop || true; fi; }
 trap stop_embedded EXIT
 
+bash scripts/ensure_chromium.sh  # the browser tests' Chromium, from Debian when missing
+
 # `python -m pytest` (not `pytest`) keeps the repository root first on sys.path, so the
 # project's `platform` package is the one imported (see platform/__init__.py).
 $PY -m pytest -q "$@"
