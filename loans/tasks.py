@@ -73,3 +73,44 @@ def dispatch_credit_assessments(business_date: str | None = None, chunk_size: in
                 kwargs={"business_date": day, "chunk_size": chunk_size}
             ).id
     return sent
+
+
+# --- Events to the bank (loans.webhooks) -----------------------------------------------------------
+
+
+@shared_task(bind=True)
+def outbox_deliver_county(self, batch_size: int | None = None) -> dict:
+    """Deliver one batch of the county's due outbox messages to the bank's webhook; re-queue
+    itself while a full batch leaves more due (failures wait for their backoff, so this ends)."""
+    # Imported here so this section stays an append to the module.
+    from loans.webhooks import DEFAULT_BATCH_SIZE, outbox_deliver_due
+
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
+    counts = outbox_deliver_due(batch_size=batch_size)
+    if counts.more_due:
+        # Sent from inside the county's schema, so tenant-schemas-celery keeps it there.
+        self.apply_async(kwargs={"batch_size": batch_size})
+    return counts.as_dict()
+
+
+@shared_task
+def dispatch_outbox_delivery() -> dict[str, str]:
+    """Beat's every-minute entry (public schema): one delivery task per live county that has a
+    bank client with a webhook. Overlapping runs are safe (SKIP LOCKED); a message that waits
+    for a minute is not worth a task that outlives the next dispatch, hence ``expires``."""
+    counties = (
+        # One filter() call: the three conditions hold for the same client.
+        County.objects.filter(
+            status=County.Status.LIVE,
+            integration_clients__kind="bank",
+            integration_clients__is_active=True,
+            integration_clients__webhook_url__gt="",
+        )
+        .distinct()
+        .only("code", "schema_name")
+    )
+    sent = {}
+    for county in counties:
+        with schema_context(county.schema_name):
+            sent[county.code] = outbox_deliver_county.apply_async(expires=60).id
+    return sent

@@ -18,4 +18,6 @@ app.conf.beat_schedule = {
         "task": "counties.tasks.dispatch_nightly",
         "schedule": crontab(hour=settings.NIGHTLY_HOUR, minute=0),
     },
+    # Events to the banks' webhooks (loans.webhooks): every minute, one task per county.
+    "outbox-delivery": {"task": "loans.tasks.dispatch_outbox_delivery", "schedule": 60.0},
 }

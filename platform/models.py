@@ -1,9 +1,11 @@
-"""Public-schema tenancy models: the county registry and its domains."""
+"""Public-schema models: the county registry and its domains, lending partners, integration
+clients (banks and departments calling the API) and the operators' audit trail."""
 
 from __future__ import annotations
 
 import re
 
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -96,3 +98,81 @@ class LendingPartner(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class IntegrationClient(models.Model):
+    """A bank's or a government department's system that calls the platform API with signed
+    requests (``platform.api.auth``). The secret is needed server-side to check the HMAC, so it is
+    stored encrypted (``data_sharing.pii.encrypt``), never hashed, and shown to the operator
+    once, when it is created or rotated."""
+
+    class Kind(models.TextChoices):
+        BANK = "bank", _("贷款机构系统")
+        DEPARTMENT = "department", _("政府部门系统")
+
+    class Scope(models.TextChoices):
+        LINES_READ = "lines:read", _("读取授信额度")
+        QUOTES = "quotes", _("试算还款计划")
+        DISBURSEMENTS = "disbursements", _("查询并确认放款")
+        REPAYMENTS = "repayments", _("入账还款")
+        LOANS_READ = "loans:read", _("查询贷款")
+        RECORDS_PUSH = "records:push", _("推送部门数据")
+
+    BANK_SCOPES = [Scope.LINES_READ, Scope.QUOTES, Scope.DISBURSEMENTS, Scope.REPAYMENTS, Scope.LOANS_READ]
+    DEPARTMENT_SCOPES = [Scope.RECORDS_PUSH]
+
+    name = models.CharField(_("名称"), max_length=128)
+    kind = models.CharField(_("类型"), max_length=16, choices=Kind.choices)
+    partner = models.ForeignKey(
+        LendingPartner,
+        verbose_name=_("贷款机构"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="integration_clients",
+    )
+    counties = models.ManyToManyField(County, verbose_name=_("可代表的县"), related_name="integration_clients")
+    scopes = ArrayField(models.CharField(max_length=32, choices=Scope.choices), verbose_name=_("权限"), default=list)
+    key_id = models.CharField(_("密钥 ID"), max_length=40, unique=True)
+    secret_encrypted = models.TextField(_("密钥（加密）"))
+    is_active = models.BooleanField(_("启用"), default=True)
+    # Empty: the default rate of REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["integration_client"].
+    throttle_rate = models.CharField(_("限流"), max_length=16, blank=True, help_text="600/min")
+    webhook_url = models.URLField(_("事件推送地址"), blank=True, max_length=500)
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+    rotated_at = models.DateTimeField(_("密钥轮换时间"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("吊销时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("接入系统")
+        verbose_name_plural = _("接入系统")
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(kind="bank") | models.Q(partner__isnull=False), name="bank_client_has_partner"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+
+class OperatorAction(models.Model):
+    """Audit trail of platform operators' actions in the console (append-only: the database
+    refuses UPDATE, DELETE and TRUNCATE). No foreign keys, so the trail outlives what it names."""
+
+    operator = models.CharField(_("操作人"), max_length=150)
+    action = models.CharField(_("操作"), max_length=48)  # e.g. client.create, client.rotate, outbox.replay
+    target_type = models.CharField(_("对象类型"), max_length=48)
+    target_id = models.CharField(_("对象 ID"), max_length=64)
+    target_label = models.CharField(_("对象"), max_length=200, blank=True)
+    detail = models.JSONField(_("详情"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("运营操作记录")
+        verbose_name_plural = _("运营操作记录")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.operator} {self.action} {self.target_label}"
