@@ -1,6 +1,6 @@
 """``make bench``: run every benchmark present and print one table.
 
-    .venv/bin/python -m benchmarks [--only nightly_1m] [--runs 3]
+    .venv/bin/python -m benchmarks [--only nightly_1m] [--only close_1m] [--runs 3]
 
 A benchmark module takes part by exposing ``benchmark(*, runs: int) -> list[dict]`` returning
 rows with the keys of :data:`COLUMNS` (``met`` true/false against its own targets); its own

@@ -471,6 +471,8 @@ def line_release_if_current(*, farmer_id: int, on: dt.date) -> bool:
     overdue loan (still within its validity; consent is checked again at drawdown)."""
     if Loan.objects.filter(farmer_id=farmer_id, status=Loan.Status.ACTIVE, days_past_due__gt=0).exists():
         return False
+    if Loan.objects.filter(farmer_id=farmer_id, status=Loan.Status.WRITTEN_OFF).exists():
+        return False  # a written-off loan keeps the line suspended for good
     return bool(
         CreditLine.objects.filter(
             farmer_id=farmer_id,

@@ -78,7 +78,16 @@ SCRATCH_COUNTY = {
 
 
 @pytest.fixture
-def committed_lending(django_db_setup, django_db_blocker):
+def transactional_db():
+    """Shadows pytest-django's fixture of this name: pytest-django sets up the test database
+    only for a session with a test that asks for ``db``/``transactional_db``, so committed-data
+    tests run alone would otherwise reach the development database. Its own fixture would flush
+    every table afterwards (the public schema's counties too); ``committed_lending`` cleans up
+    after itself instead."""
+
+
+@pytest.fixture
+def committed_lending(transactional_db, django_db_setup, django_db_blocker):
     """A committed scratch county with a partner, an active policy and a ``Lending`` helper,
     for tests that need several real database connections (threads see only committed rows).
     Ledger tables refuse DELETE, so the whole schema goes afterwards."""
