@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -432,20 +431,3 @@ def farmer_lookup_search(
 def farmer_in_scope(*, farmer_id: int, township_id: int | None = None) -> Farmer | None:
     """The farmer, or None if there is none or they live outside the official's township."""
     return _in_scope(Farmer.objects.select_related("village__township"), "", township_id).filter(pk=farmer_id).first()
-
-
-# --- The access log -------------------------------------------------------------------------
-
-
-def access_log_rows(*, date_from: dt.date | None = None, date_to: dt.date | None = None) -> QuerySet:
-    """Every access-log row of the county, newest first, with the official's look-up (purpose
-    and note) where the read came from the portal; ``date_from``/``date_to`` are inclusive
-    Asia/Shanghai dates. (Auditors also get this through data_sharing.gate.access_log_all.)"""
-    from data_sharing.models import AccessLog
-
-    rows = AccessLog.objects.select_related("partner", "farmer", "lookup").order_by("-at", "-id")
-    if date_from:
-        rows = rows.filter(at__date__gte=date_from)
-    if date_to:
-        rows = rows.filter(at__date__lte=date_to)
-    return rows

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from counties.portal import views, views_auth
+from counties.portal import views, views_auth, views_policy, views_programmes, views_reports
 from counties.portal.auth import otp_verified_required
 from data_sharing import urls_imports
 
@@ -36,7 +36,20 @@ urlpatterns = [
     path("farmers/<int:farmer_id>/", views.farmer_detail, name="portal-farmer"),
     path("access/", views.access_log, name="portal-access"),
     path("access/export.csv", views.access_log_csv, name="portal-access-csv"),
-    path("policy/", views.policy, name="portal-policy"),
+    # The credit policy: model card, drafts, the what-if sandbox, the second official's approval.
+    path("policy/", views_policy.policy, name="portal-policy"),
+    path("policy/new", views_policy.policy_new, name="portal-policy-new"),
+    path("policy/<int:version>/", views_policy.policy_version, name="portal-policy-version"),
+    path("policy/<int:version>/submit", views_policy.policy_version_submit, name="portal-policy-submit"),
+    path("policy/<int:version>/approve", views_policy.policy_version_approve, name="portal-policy-approve"),
+    path("policy/<int:version>/reject", views_policy.policy_version_reject, name="portal-policy-reject"),
+    # County programmes: interest subsidy, the risk compensation fund, disaster pauses.
+    path("programmes/", views_programmes.programmes, name="portal-programmes"),
+    path("programmes/loans/<int:loan_id>/write-off", views_programmes.loan_write_off, name="portal-loan-write-off"),
+    path("programmes/pauses/<int:pause_id>/lift", views_programmes.pause_lift, name="portal-pause-lift"),
+    # Monthly reports, on the page and as CSV / XLSX.
+    path("reports/", views_reports.reports, name="portal-reports"),
+    path("reports/<slug:kind>.<slug:fmt>", views_reports.report_file, name="portal-report-file"),
     path("officials/", views.officials, name="portal-officials"),
     path("officials/<int:official_id>/reset-otp", views.official_reset_otp, name="portal-official-reset-otp"),
     path("officials/<int:official_id>/unlock", views.official_unlock, name="portal-official-unlock"),

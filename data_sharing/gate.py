@@ -419,6 +419,8 @@ def farmer_access_history(*, farmer: Farmer) -> list[dict]:
 
 # --- (4) The auditor's view --------------------------------------------------------------------
 
+ACCESS_LOG_VIEWER_ROLES = frozenset({Official.Role.AUDITOR, Official.Role.COUNTY_ADMIN})
+
 
 def access_log_all(
     *,
@@ -432,13 +434,17 @@ def access_log_all(
     page: int = 1,
     page_size: int = 50,
 ) -> Page:
-    """Every access-log row of the county, for an auditor; filters combine, newest first.
+    """Every access-log row of the county, for an auditor or the county administrator; filters
+    combine, newest first; with the official's look-up (purpose and note) where the read came
+    from the portal.
 
-    ``viewer`` is the requesting user; anyone but an official with the auditor role is refused.
+    ``viewer`` is the requesting user; anyone but an official with one of those roles is refused.
     """
-    if getattr(getattr(viewer, "official", None), "role", None) != Official.Role.AUDITOR:
-        raise PermissionDenied(_("只有审计员可以查看全部访问记录 / Only an auditor can see the full access log"))
-    rows = AccessLog.objects.select_related("partner", "farmer").order_by("-at", "-id")
+    if getattr(getattr(viewer, "official", None), "role", None) not in ACCESS_LOG_VIEWER_ROLES:
+        raise PermissionDenied(
+            _("只有审计员和县级管理员可以查看全部访问记录 / Only an auditor or the county administrator can see the full access log")
+        )
+    rows = AccessLog.objects.select_related("partner", "farmer", "lookup").order_by("-at", "-id")
     if accessor_type:
         rows = rows.filter(accessor_type=accessor_type)
     if partner is not None:

@@ -1,5 +1,7 @@
 """The county portal's department-data pages, under /portal/data/: each category's import
-history, the upload form, a batch's progress and report, and the report as CSV."""
+history, the upload form (with the file's transfer shown as it goes, and the category's recent
+imports), a batch's progress and report, and the report as CSV. The pages sit in the portal's
+frame (its navigation for the official's role)."""
 
 from __future__ import annotations
 
@@ -20,10 +22,17 @@ from data_sharing import imports, selectors
 from data_sharing.models import DataCategory, ImportBatch
 
 UPLOAD_EXTENSIONS = (".csv", ".txt", ".xlsx")
+RECENT_BATCHES = 5
 
 
 def _english() -> bool:
     return (get_language() or "").startswith("en")
+
+
+def _render(request: HttpRequest, template: str, context: dict) -> HttpResponse:
+    from counties.portal.nav import portal_context
+
+    return render(request, template, {**portal_context(request, section="data-imports"), **context})
 
 
 def import_official_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -68,14 +77,14 @@ class UploadForm(forms.Form):
 @import_official_required
 def category_list(request: HttpRequest) -> HttpResponse:
     rows = selectors.categories_with_recent_batches(per_category=5)
-    return render(request, "data_sharing/imports/list.html", {"rows": rows, "english": _english()})
+    return _render(request, "data_sharing/imports/list.html", {"rows": rows, "english": _english()})
 
 
 @import_official_required
 def category_history(request: HttpRequest, code: str) -> HttpResponse:
     category = get_object_or_404(DataCategory, code=code)
     page = Paginator(selectors.batches_for_category(category=category), 50).get_page(request.GET.get("page"))
-    return render(request, "data_sharing/imports/category.html", {"category": category, "page": page, "english": _english()})
+    return _render(request, "data_sharing/imports/category.html", {"category": category, "page": page, "english": _english()})
 
 
 @import_official_required
@@ -100,7 +109,19 @@ def upload(request: HttpRequest) -> HttpResponse:
             if not created:
                 messages.info(request, _("这个文件已经以同一截至日期提交过，不会重复导入；下面是该批次。"))
             return redirect("data-import-batch", batch_id=batch.pk)
-    return render(request, "data_sharing/imports/upload.html", {"form": form, "max_mb": imports.MAX_UPLOAD_BYTES // (1024 * 1024)})
+    chosen = next((category for category in categories if category.code == (form["category"].value() or "")), None)
+    return _render(
+        request,
+        "data_sharing/imports/upload.html",
+        {
+            "form": form,
+            "max_mb": imports.MAX_UPLOAD_BYTES // (1024 * 1024),
+            "chosen": chosen,
+            # The chosen category's latest imports, so an official sees what is already in.
+            "recent": list(selectors.batches_for_category(category=chosen)[:RECENT_BATCHES]) if chosen else [],
+            "english": _english(),
+        },
+    )
 
 
 def _batch_or_404(batch_id: int) -> ImportBatch:
@@ -124,7 +145,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
         }
         for error in batch.errors
     ]
-    return render(
+    return _render(
         request,
         "data_sharing/imports/batch.html",
         {

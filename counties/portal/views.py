@@ -4,7 +4,6 @@ renders. A township officer's pages are scoped to their township throughout."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from collections.abc import Iterator
 
@@ -12,10 +11,10 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -24,42 +23,22 @@ from counties import selectors
 from counties.models import Official, Township
 from counties.portal import services
 from counties.portal.auth import Role, official_required
+from counties.portal.exports import csv_response
 from counties.portal.forms import DateRangeForm, FarmerSearchForm, OfficialCreateForm, PurposeForm
+from counties.portal.nav import (
+    ACCESS_LOG_ROLES,
+    DASHBOARD_ROLES,
+    FARMER_ROLES,
+    LOANS_ROLES,
+    NIGHTLY_ROLES,
+    OFFICIALS_ROLES,
+    PROGRAMME_WRITE_ROLES,
+    RERUN_ROLES,
+    portal_page,
+)
 from data_sharing.pii import decrypt, mask_id_number, mask_phone
 
-# Who may use what (the brief's role table; the 403 page answers everyone else).
-DASHBOARD_ROLES = tuple(Role.values)
-LOANS_ROLES = (Role.COUNTY_ADMIN, Role.RISK_OFFICER, Role.TOWNSHIP_OFFICER, Role.AUDITOR)
-NIGHTLY_ROLES = (Role.COUNTY_ADMIN, Role.RISK_OFFICER, Role.DATA_OFFICER, Role.AUDITOR)
-RERUN_ROLES = (Role.COUNTY_ADMIN, Role.RISK_OFFICER)
-FARMER_ROLES = (Role.COUNTY_ADMIN, Role.RISK_OFFICER, Role.TOWNSHIP_OFFICER, Role.DATA_OFFICER)
-ACCESS_LOG_ROLES = (Role.AUDITOR, Role.COUNTY_ADMIN)
-POLICY_ROLES = (Role.COUNTY_ADMIN, Role.RISK_OFFICER, Role.AUDITOR)
-OFFICIALS_ROLES = (Role.COUNTY_ADMIN,)
-IMPORT_ROLES = (Role.COUNTY_ADMIN, Role.DATA_OFFICER)
-
-NAV = [
-    ("portal-dashboard", gettext_lazy("总览"), DASHBOARD_ROLES),
-    ("portal-loans", gettext_lazy("贷款"), LOANS_ROLES),
-    ("portal-nightly", gettext_lazy("夜间批处理"), NIGHTLY_ROLES),
-    ("official-farmers", gettext_lazy("农民查询"), FARMER_ROLES),
-    ("data-imports", gettext_lazy("部门数据导入"), IMPORT_ROLES),
-    ("portal-policy", gettext_lazy("授信政策"), POLICY_ROLES),
-    ("portal-access", gettext_lazy("访问记录"), ACCESS_LOG_ROLES),
-    ("portal-officials", gettext_lazy("工作人员"), OFFICIALS_ROLES),
-]
-
-
-def _page(request: HttpRequest, template: str, context: dict, *, section: str, status: int = 200) -> HttpResponse:
-    official: Official = request.official
-    nav = [
-        {"url": reverse(name), "label": label, "current": name == section}
-        for name, label, roles in NAV
-        if official.role in roles
-    ]
-    return render(
-        request, template, {"official": official, "nav": nav, "county": request.tenant, **context}, status=status
-    )
+_page = portal_page
 
 
 def _township_scope(request: HttpRequest) -> int | None:
@@ -170,6 +149,7 @@ def loans(request: HttpRequest) -> HttpResponse:
             "overdue_only": overdue_only,
             "townships": [] if scope is not None else Township.objects.order_by("code"),
             "can_open_farmers": request.official.role in FARMER_ROLES,
+            "can_write_off": request.official.role in PROGRAMME_WRITE_ROLES,
             "query": _query_without_page(request),
         },
         section="portal-loans",
@@ -364,21 +344,22 @@ def _access_row(entry) -> dict:
     }
 
 
+def _access_dates(request: HttpRequest) -> tuple[DateRangeForm, dt.date | None, dt.date | None]:
+    form = DateRangeForm(request.GET or None)
+    if form.is_valid():
+        return form, form.cleaned_data["date_from"], form.cleaned_data["date_to"]
+    return form, None, None
+
+
 @official_required(roles=ACCESS_LOG_ROLES)
 @require_GET
 def access_log(request: HttpRequest) -> HttpResponse:
     """Every read of personal data in the county: who, when, which farmer (masked), which
-    categories, for what. Auditors read it through the gate's own auditor view."""
+    categories, for what — through the gate's own reader of the log."""
     from data_sharing.gate import access_log_all
 
-    form = DateRangeForm(request.GET or None)
-    date_from = date_to = None
-    if form.is_valid():
-        date_from, date_to = form.cleaned_data["date_from"], form.cleaned_data["date_to"]
-    if request.official.role == Role.AUDITOR:
-        page = access_log_all(viewer=request.user, date_from=date_from, date_to=date_to, page=request.GET.get("page") or 1)
-    else:
-        page = Paginator(selectors.access_log_rows(date_from=date_from, date_to=date_to), 50).get_page(request.GET.get("page"))
+    form, date_from, date_to = _access_dates(request)
+    page = access_log_all(viewer=request.user, date_from=date_from, date_to=date_to, page=request.GET.get("page") or 1)
     return _page(
         request,
         "counties/portal/access_log.html",
@@ -391,68 +372,49 @@ CSV_HEADER = [
     "时间 Time", "访问者类型 Accessor type", "访问者 Accessor", "贷款机构 Partner", "农民 Farmer", "涉及人数 Farmers",
     "数据类别 Categories", "授权用途 Consent purpose", "查询目的 Purpose", "说明 Note", "业务日期 Business date",
 ]
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Rows per page read for the export (the gate's largest page).
+_EXPORT_PAGE_SIZE = 500
 
 
-def _csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    # A leading quote keeps a spreadsheet from evaluating the cell (CSV injection).
-    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+def access_log_entries(*, viewer, date_from: dt.date | None, date_to: dt.date | None) -> Iterator:
+    """Every entry of the log, newest first, page by page through the gate's reader. A read
+    logged while the export runs lands in front and shifts the pages by a row: entries not
+    older than the last one written are skipped, so none comes twice."""
+    from data_sharing.gate import access_log_all
 
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
+    number, last = 1, None
+    while True:
+        page = access_log_all(
+            viewer=viewer, date_from=date_from, date_to=date_to, page=number, page_size=_EXPORT_PAGE_SIZE
+        )
+        if page.number != number:  # past the last page (get_page clamps)
+            return
+        for entry in page.object_list:
+            if last is not None and (entry.at, entry.pk) >= last:
+                continue
+            last = (entry.at, entry.pk)
+            yield entry
+        if not page.has_next():
+            return
+        number += 1
 
 
 @official_required(roles=ACCESS_LOG_ROLES)
 @require_GET
 def access_log_csv(request: HttpRequest) -> StreamingHttpResponse:
-    form = DateRangeForm(request.GET or None)
-    date_from = date_to = None
-    if form.is_valid():
-        date_from, date_to = form.cleaned_data["date_from"], form.cleaned_data["date_to"]
-    entries = selectors.access_log_rows(date_from=date_from, date_to=date_to)
-    writer = csv.writer(_Echo())
+    _form, date_from, date_to = _access_dates(request)
 
-    def lines() -> Iterator[str]:
-        yield "\ufeff"  # Excel/WPS read UTF-8 only with a BOM
-        yield writer.writerow(CSV_HEADER)
-        for entry in entries.iterator(chunk_size=2000):
+    def rows() -> Iterator[list]:
+        for entry in access_log_entries(viewer=request.user, date_from=date_from, date_to=date_to):
             row = _access_row(entry)
-            yield writer.writerow(
-                _csv_cell(value)
-                for value in (
-                    row["at"].isoformat(timespec="seconds"), row["accessor_type"], row["accessor"], row["partner"],
-                    row["farmer"], row["farmer_count"], row["categories"], row["purpose"], row["official_purpose"],
-                    row["note"], row["business_date"] or "",
-                )
-            )
+            yield [
+                row["at"].isoformat(timespec="seconds"), row["accessor_type"], row["accessor"], row["partner"],
+                row["farmer"], row["farmer_count"], row["categories"], row["purpose"], row["official_purpose"],
+                row["note"], row["business_date"] or "",
+            ]
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     span = f"{date_from or 'start'}_{date_to or timezone.localdate()}"
-    response["Content-Disposition"] = f'attachment; filename="access-log-{request.tenant.code}-{span}.csv"'
-    return response
-
-
-# --- Credit policy (read-only) ------------------------------------------------------------------
-
-
-@official_required(roles=POLICY_ROLES)
-@require_GET
-def policy(request: HttpRequest) -> HttpResponse:
-    from loans.models import CreditPolicy, PolicyEvent
-
-    return _page(
-        request,
-        "counties/portal/policy.html",
-        {
-            "active": CreditPolicy.objects.filter(status=CreditPolicy.Status.ACTIVE).select_related("partner").first(),
-            "others": CreditPolicy.objects.exclude(status=CreditPolicy.Status.ACTIVE).order_by("-version")[:20],
-            "events": PolicyEvent.objects.select_related("policy").order_by("-at", "-id")[:30],
-        },
-        section="portal-policy",
-    )
+    return csv_response(f"access-log-{request.tenant.code}-{span}.csv", CSV_HEADER, rows())
 
 
 # --- Officials ----------------------------------------------------------------------------------
