@@ -159,10 +159,30 @@ class IntegrationClient(models.Model):
 
 class OperatorAction(models.Model):
     """Audit trail of platform operators' actions in the console (append-only: the database
-    refuses UPDATE, DELETE and TRUNCATE). No foreign keys, so the trail outlives what it names."""
+    refuses UPDATE, DELETE and TRUNCATE). No foreign keys, so the trail outlives what it names.
+    ``detail`` holds what changed: ``{"changes": {field: [before, after]}}`` for an edit, the
+    values given for a creation, the ids for a replay."""
+
+    class Action(models.TextChoices):
+        COUNTY_ONBOARD = "county.onboard", _("接入县")
+        COUNTY_UPDATE = "county.update", _("修改县信息")
+        COUNTY_SUSPEND = "county.suspend", _("暂停县")
+        COUNTY_RESUME = "county.resume", _("恢复县")
+        DOMAIN_CREATE = "domain.create", _("添加域名")
+        DOMAIN_UPDATE = "domain.update", _("修改域名")
+        DOMAIN_DELETE = "domain.delete", _("删除域名")
+        PARTNER_CREATE = "partner.create", _("添加贷款机构")
+        PARTNER_UPDATE = "partner.update", _("修改贷款机构")
+        PARTNER_DELETE = "partner.delete", _("删除贷款机构")
+        CLIENT_CREATE = "client.create", _("创建接入系统")
+        CLIENT_UPDATE = "client.update", _("修改接入系统")
+        CLIENT_ROTATE = "client.rotate", _("轮换密钥")
+        CLIENT_REVOKE = "client.revoke", _("吊销接入系统")
+        OUTBOX_REPLAY = "outbox.replay", _("重新投递死信")
+        OPERATOR_TOTP_ENROL = "operator.totp_enrol", _("绑定身份验证器")
 
     operator = models.CharField(_("操作人"), max_length=150)
-    action = models.CharField(_("操作"), max_length=48)  # e.g. client.create, client.rotate, outbox.replay
+    action = models.CharField(_("操作"), max_length=48, choices=Action.choices)
     target_type = models.CharField(_("对象类型"), max_length=48)
     target_id = models.CharField(_("对象 ID"), max_length=64)
     target_label = models.CharField(_("对象"), max_length=200, blank=True)
@@ -173,6 +193,8 @@ class OperatorAction(models.Model):
         verbose_name = _("运营操作记录")
         verbose_name_plural = _("运营操作记录")
         ordering = ["-created_at", "-id"]
+        # An object's history: "who changed this client / county, and when".
+        indexes = [models.Index(fields=["target_type", "target_id"], name="operatoraction_target")]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.operator} {self.action} {self.target_label}"

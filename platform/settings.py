@@ -276,7 +276,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Puhui API",
     "DESCRIPTION": (
         "The platform API for lending banks (credit lines, quotes, disbursements, repayments; events pushed to "
-        "the bank's webhook) on the public host, with the county's GB/T 2260 code in the path. Every request is "
+        "the bank's webhook) and government departments (data batches pushed as JSON) on the public host, with "
+        "the county's GB/T 2260 code in the path. Every request is "
         "HMAC-signed (see the PuhuiSignature scheme); every POST needs an Idempotency-Key; every 4xx answers "
         '{"error": {"code", "message", "message_en", "fields"}}.'
     ),

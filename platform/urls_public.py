@@ -4,6 +4,7 @@ the bank and department API (``/api/v1/``, county code in the path)."""
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from data_sharing.urls_api import county_urlpatterns as department_urlpatterns
 from platform import views
 from platform.api.errors import api_not_found
 from platform.api.views import RedocView, SchemaView, SwaggerView
@@ -17,5 +18,6 @@ urlpatterns = [
     path("api/v1/docs/", SwaggerView.as_view(), name="api-docs"),
     path("api/v1/redoc/", RedocView.as_view(), name="api-redoc"),
     path("api/v1/", include("loans.urls_api")),
+    path("api/v1/", include(department_urlpatterns)),
     re_path(r"^api/", api_not_found),
 ]

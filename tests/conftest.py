@@ -106,3 +106,26 @@ def make_farmer(*, name: str = "张三", id_number: str | None = None, phone: st
         phone_encrypted=encrypt(phone) if phone else "",
         phone_hash=blind_index(phone) if phone else "",
     )
+
+
+def operator_login(client, user):
+    """Log ``user`` (a public-schema staff user) in with both factors, without the forms: the
+    operators' console asks for a TOTP code after the password."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or TOTPDevice.objects.create(
+        user=user, name="console", confirmed=True
+    )
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return device
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    """pytest-django's ``admin_client``, past the console's second factor too."""
+    operator_login(client, admin_user)
+    return client

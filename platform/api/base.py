@@ -14,10 +14,10 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from data_sharing.api import DecimalJSONParser
 from loans.idempotency import idempotent
 from platform.api.auth import HmacSignatureAuthentication
 from platform.api.errors import ApiError, api_exception_handler
+from platform.api.parsers import DecimalJSONParser
 from platform.api.throttling import ClientRateThrottle
 from platform.models import County, IntegrationClient
 

@@ -1,13 +1,16 @@
-"""The department push API on a county host: POST /api/v1/data/<category>/batches, GET a batch."""
+"""The push API for officials on a county host: POST /api/v1/data/<category>/batches, GET a batch,
+with the portal's session (password and TOTP code). Departments' signed systems push on the public
+host instead: tests/platform/test_department_api.py."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from counties.models import Official
 from data_sharing.models import GovernmentRecord, ImportBatch
@@ -22,25 +25,27 @@ HOST = "lankao.localhost"
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
-    # Basic auth hashes the password on every request; the production hasher is slow by design.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def _official(role: str, username: str):
+def _official(role: str, username: str, *, client=None, second_factor: bool = True):
+    """An official of the current county's schema; logged into ``client`` (in that schema) with
+    the password, and with the TOTP code unless ``second_factor`` is False."""
     user = get_user_model().objects.create_user(username=username, password=PASSWORD)
     Official.objects.create(user=user, role=role)
+    if client is not None:
+        client.force_login(user)
+        if second_factor:
+            device = TOTPDevice.objects.create(user=user, name="portal", confirmed=True)
+            session = client.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
     return user
 
 
-def _basic(username: str) -> dict[str, str]:
-    token = base64.b64encode(f"{username}:{PASSWORD}".encode()).decode()
-    return {"HTTP_AUTHORIZATION": f"Basic {token}", "HTTP_HOST": HOST}
-
-
-def _push(client, body: dict, *, username: str = "officer", category: str = "land_contract"):
+def _push(client, body: dict, *, category: str = "land_contract", host: str = HOST):
     # Sent as raw JSON text so 12.50 travels as a JSON number, as a department system sends it.
     text = json.dumps(body, ensure_ascii=False).replace('"area_mu": "12.50"', '"area_mu": 12.50')
-    return client.post(f"/api/v1/data/{category}/batches", data=text, content_type="application/json", **_basic(username))
+    return client.post(f"/api/v1/data/{category}/batches", data=text, content_type="application/json", HTTP_HOST=host)
 
 
 RECORD = {"id_number": ID_ZHANG, "name": "张三", "contract_no": "HT-0001", "parcels": 3, "area_mu": "12.50", "term_end": "2028-12-31"}
@@ -48,7 +53,7 @@ RECORD = {"id_number": ID_ZHANG, "name": "张三", "contract_no": "HT-0001", "pa
 
 def test_a_push_creates_a_batch_and_a_repeat_returns_the_same_batch(lankao, client):
     with in_county(lankao):
-        _official(Official.Role.DATA_OFFICER, "officer")
+        _official(Official.Role.DATA_OFFICER, "officer", client=client)
         zhang = make_farmer(name="张三", id_number=ID_ZHANG)
 
         created = _push(client, {"as_of_date": "2026-06-30", "records": [RECORD]})
@@ -73,7 +78,7 @@ def test_a_push_creates_a_batch_and_a_repeat_returns_the_same_batch(lankao, clie
 
 def test_a_push_with_bad_records_is_rejected_naming_each_record(lankao, client):
     with in_county(lankao):
-        _official(Official.Role.COUNTY_ADMIN, "officer")
+        _official(Official.Role.COUNTY_ADMIN, "officer", client=client)
         make_farmer(name="张三", id_number=ID_ZHANG)
         records = [
             RECORD,
@@ -97,34 +102,34 @@ def test_a_push_with_bad_records_is_rejected_naming_each_record(lankao, client):
             {"line": 5, "field": "area_mu", "reason_zh": "小数位数超过 2 位：1.005", "reason_en": "more than 2 decimal places: 1.005"},
         ]
         assert GovernmentRecord.objects.count() == 0
-        detail = client.get(f"/api/v1/data/batches/{body['id']}", **_basic("officer"))
+        detail = client.get(f"/api/v1/data/batches/{body['id']}", HTTP_HOST=HOST)
         assert (detail.status_code, detail.json()["status"], detail.json()["errors"]) == (200, "rejected", body["errors"])
 
 
-def test_only_data_officers_and_county_admins_may_push(lankao, jinzhai, client):
-    with in_county(lankao):
-        _official(Official.Role.AUDITOR, "auditor")
-        _official(Official.Role.DATA_OFFICER, "officer")
+def test_only_data_officers_and_county_admins_with_their_code_may_push(lankao, jinzhai, client):
     body = {"as_of_date": "2026-06-30", "records": [RECORD]}
+    anonymous = _push(client, body)
+    with in_county(lankao):
+        _official(Official.Role.AUDITOR, "auditor", client=client)
+    auditor = _push(client, body)
+    with in_county(lankao):
+        _official(Official.Role.DATA_OFFICER, "password-only", client=client, second_factor=False)
+    password_only = _push(client, body)
+    with in_county(lankao):
+        _official(Official.Role.DATA_OFFICER, "officer", client=client)
+    # Lankao's officer (and session) is nobody in Jinzhai's schema.
+    other_county = _push(client, body, host="jinzhai.localhost")
 
-    auditor = _push(client, body, username="auditor")
-    anonymous = client.post("/api/v1/data/land_contract/batches", data=body, content_type="application/json", HTTP_HOST=HOST)
-    # Lankao's officer is nobody in Jinzhai's schema.
-    other_county = client.post(
-        "/api/v1/data/land_contract/batches", data=body, content_type="application/json",
-        **{**_basic("officer"), "HTTP_HOST": "jinzhai.localhost"},
-    )
-
-    assert auditor.status_code == 403
-    assert anonymous.status_code == 401
-    assert other_county.status_code == 401
+    assert [r.status_code for r in (anonymous, auditor, password_only, other_county)] == [403, 403, 403, 403]
+    # HTTP Basic (a password alone, on every request) is no longer accepted.
+    assert "WWW-Authenticate" not in anonymous
     with in_county(lankao):
         assert ImportBatch.objects.count() == 0
 
 
 def test_bad_envelopes_are_refused_before_any_batch(lankao, client):
     with in_county(lankao):
-        _official(Official.Role.DATA_OFFICER, "officer")
+        _official(Official.Role.DATA_OFFICER, "officer", client=client)
 
         unknown_category = _push(client, {"as_of_date": "2026-06-30", "records": [RECORD]}, category="horoscope")
         no_date = _push(client, {"records": [RECORD]})

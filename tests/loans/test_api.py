@@ -478,7 +478,9 @@ def test_the_api_conforms_to_its_schema(api_schema):
     input is refused with a 4xx)."""
     schema, known, bank = api_schema
     auth = HmacAuth(bank)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # The department endpoints (…/data/…) answer a bank client 403 only; they are fuzzed with a
+    # department client in tests/platform/test_department_api.py.
+    operations = [op for op in (result.ok() for result in schema.get_all_operations()) if "/data/" not in op.label]
     assert sorted(op.label for op in operations) == [
         "GET /api/v1/counties/{county_code}/drawdowns",
         "GET /api/v1/counties/{county_code}/lines",
@@ -528,5 +530,10 @@ def test_the_api_conforms_to_its_schema(api_schema):
             run(operation.as_strategy(generation_mode=mode), max_examples=count)
         for strategy in schema.get_strategies_from_examples(operation):
             run(strategy, max_examples=3)
-    # The generated requests reach the handlers, not only the refusals in front of them.
-    assert {label for (label, status), _count in seen.items() if status < 300} == {op.label for op in operations}
+    # The generated requests reach the handlers, not only the refusals in front of them. A
+    # repayment succeeds only with the exact amount due on a disbursed loan, which generated
+    # bodies hit by chance only; its 2xx path is covered by the repayment tests above.
+    reached = {label for (label, status), _count in seen.items() if status < 300}
+    repayments = "POST /api/v1/counties/{county_code}/loans/{loan_id}/repayments"
+    assert reached - {repayments} == {op.label for op in operations} - {repayments}
+    assert any(label == repayments and status < 500 for (label, status) in seen)

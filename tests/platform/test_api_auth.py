@@ -455,7 +455,7 @@ def test_the_schema_and_its_readers_are_served_from_the_project(db):
     assert document["openapi"].startswith("3.")
     assert document["components"]["securitySchemes"]["PuhuiSignature"]["name"] == "X-Puhui-Key"
     operations = [op for path in document["paths"].values() for op in path.values()]
-    assert len(operations) == 7
+    assert len(operations) == 9  # 7 bank operations, 2 for department data batches
     for operation in operations:
         assert operation["description"]
         assert all("examples" in answer["content"]["application/json"] for answer in operation["responses"].values())

@@ -8,6 +8,7 @@ from counties.models import Official
 from platform.models import County, Domain
 from platform.services import county_onboard
 from tests.conftest import in_county
+from tests.platform.conftest import operator_login
 
 
 def _schema_tables(schema: str) -> set[str]:
@@ -71,7 +72,7 @@ def test_bad_codes_are_refused_with_a_clear_message(db, code, message):
 
 def test_onboarding_from_the_admin_console(db, client, django_user_model):
     operator = django_user_model.objects.create_superuser("operator", password="operator-pass-1")
-    client.force_login(operator)
+    operator_login(client, operator)
     response = client.post(
         "/admin/platform/county/add/",
         {"code": "341502", "name": "金安区", "province": "安徽省", "city": "六安市",
@@ -90,7 +91,7 @@ def test_onboarding_from_the_admin_console(db, client, django_user_model):
 
 def test_admin_console_refuses_a_duplicate_code(db, client, django_user_model):
     operator = django_user_model.objects.create_superuser("operator", password="operator-pass-1")
-    client.force_login(operator)
+    operator_login(client, operator)
     response = client.post(
         "/admin/platform/county/add/",
         {"code": "410225", "name": "兰考县", "province": "", "city": "", "domain": "lk2.localhost", "admin_username": "a"},

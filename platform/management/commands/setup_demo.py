@@ -48,9 +48,15 @@ class Command(BaseCommand):
             self._set_up(options["farmers"])
 
     def _set_up(self, farmers: int) -> None:
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
         user_model = get_user_model()
-        if not user_model.objects.filter(username=DEMO_OPERATOR[0]).exists():
-            user_model.objects.create_superuser(DEMO_OPERATOR[0], password=DEMO_OPERATOR[1])
+        operator = user_model.objects.filter(username=DEMO_OPERATOR[0]).first()
+        if operator is None:
+            operator = user_model.objects.create_superuser(DEMO_OPERATOR[0], password=DEMO_OPERATOR[1])
+        # The console asks operators for a TOTP code too (public schema); its secret is printed below.
+        if not TOTPDevice.objects.filter(user=operator, confirmed=True).exists():
+            TOTPDevice.objects.create(user=operator, name="console", confirmed=True)
         business_date = default_business_date()
         for spec in DEMO_COUNTIES:
             county = County.objects.filter(code=spec["code"]).first()
@@ -100,6 +106,12 @@ class Command(BaseCommand):
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS("Puhui demo is running:"))
         self.stdout.write(f"  admin console  http://localhost:{port}/admin/   {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}")
+        console_device = (
+            TOTPDevice.objects.filter(user__username=DEMO_OPERATOR[0], confirmed=True).order_by("id").first()
+        )
+        if console_device is not None:
+            self.stdout.write(f"      TOTP for {DEMO_OPERATOR[0]}: secret {totp_secret_base32(console_device)}")
+            self.stdout.write(f"      {console_device.config_url}")
         for spec in DEMO_COUNTIES:
             self.stdout.write(
                 f"  {spec['name']} {spec['code']}  http://{spec['domain']}:{port}/   "
