@@ -107,8 +107,15 @@ def credit_setup() -> tuple[int, int]:
 
 
 def credit_state_clear() -> None:
+    """Empty the credit tables. Lines are referenced by loans (whose ledger is append-only, so
+    no TRUNCATE … CASCADE), hence DELETE for lines and assessments; the county has no loans."""
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(CREDIT_TABLES)}")
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM loans_loan)")
+        if cursor.fetchone()[0]:
+            raise SystemExit(f"county {COUNTY['code']} has loans; the benchmark needs a county without any")
+        cursor.execute("DELETE FROM loans_creditline")
+        cursor.execute("DELETE FROM loans_creditassessment")
+        cursor.execute("TRUNCATE loans_assessmentchunk, loans_assessmentrun")
         for table in CREDIT_TABLES:
             cursor.execute(f"VACUUM ANALYZE {table}")
 

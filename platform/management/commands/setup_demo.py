@@ -131,6 +131,7 @@ class Command(BaseCommand):
                     # one that accepts otpauth:// links), then log in with its 6-digit code.
                     self.stdout.write(f"      TOTP for {DEMO_COUNTY_ADMIN[0]}: secret {totp_secret_base32(admin)}")
                     self.stdout.write(f"      {admin.config_url}")
+                    self.stdout.write(f"      no authenticator app? python manage.py demo_totp --county {spec['code']} --user admin")
                 others = [f"{name} {totp_secret_base32(devices[name])}" for name, _role in DEMO_OFFICIALS if name in devices]
                 if others:
                     self.stdout.write(f"      other officials (password {DEMO_COUNTY_ADMIN[1]}), TOTP secrets: " + "; ".join(others))
