@@ -45,11 +45,13 @@ import threading
 import time
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
+from xml.etree.ElementTree import ParseError as XmlParseError
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -524,6 +526,15 @@ def _csv_source(content: bytes) -> _Source:
         message = error.messages[0]
         zh, _sep, en = message.partition(" / ")
         raise _file_rejected(error.params["line"] if error.params else 0, zh, en) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        # PostgreSQL text cannot hold NUL; it is also what a UTF-16 file without BOM decodes to.
+        line = text.count("\n", 0, nul) + 1
+        raise _file_rejected(
+            line,
+            "文件含有 NUL（\\0）字符，可能是 UTF-16 编码；请另存为 UTF-8 或 GBK 编码的 CSV",
+            "the file contains NUL (\\0) characters, perhaps it is UTF-16; save it as a UTF-8 or GBK CSV",
+        )
     newlines = text.count("\n")
     lines = newlines + (0 if text.endswith("\n") or not text else 1)
     first_line = text[: text.find("\n")] if newlines else text
@@ -550,24 +561,60 @@ def _csv_source(content: bytes) -> _Source:
     return _Source(rows_estimate=max(lines - 1, 0), encoding=encoding, rows=rows)
 
 
+# An XLSX file is a zip of XML parts. A zip bomb (a few KB inflating to GBs, or to millions of
+# tiny shared strings, which openpyxl loads into memory whole even in read-only mode: 1,000,000
+# of them took 17 s from a 46 KB file) is refused from the zip's directory, before anything is
+# inflated. The sizes declared there bound what is read: zipfile stops a part at its declared
+# size and fails its CRC check if there was more. A 500,000-row county file is ~150 MB of sheet
+# XML and ~50 MB of shared strings; spreadsheet XML deflates 5-30 times.
+MAX_XLSX_INFLATED_BYTES = 1024 * 1024 * 1024
+MAX_XLSX_SHARED_STRINGS_BYTES = 256 * 1024 * 1024
+MAX_XLSX_RATIO = 100
+_XLSX_RATIO_FROM_BYTES = 1024 * 1024  # small parts (styles, themes) may deflate better
+
+
+def _xlsx_inflation_check(content: bytes) -> None:
+    try:
+        parts = zipfile.ZipFile(io.BytesIO(content)).infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise _file_rejected(0, f"不是有效的 XLSX 文件：{error}", f"not a valid XLSX file: {error}") from None
+    too_big = sum(part.file_size for part in parts) > MAX_XLSX_INFLATED_BYTES or any(
+        (part.filename.endswith("sharedStrings.xml") and part.file_size > MAX_XLSX_SHARED_STRINGS_BYTES)
+        or (part.file_size > _XLSX_RATIO_FROM_BYTES and part.file_size > MAX_XLSX_RATIO * max(part.compress_size, 1))
+        for part in parts
+    )
+    if too_big:
+        raise _file_rejected(
+            0,
+            "XLSX 文件解压后过大或压缩比异常（疑似压缩炸弹），未读取；请另存为 CSV 上传",
+            "the XLSX file inflates to too much or is compressed suspiciously well (a zip bomb?); it was not read: "
+            "save it as CSV",
+        )
+
+
 def _xlsx_source(content: bytes) -> _Source:
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
+    _xlsx_inflation_check(content)
     try:
         # read_only streams the sheet; data_only=False returns a formula cell as its text
         # ("=1+1"), so nothing is ever evaluated and no cached result is trusted.
         workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=False, keep_links=False)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as error:
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, XmlParseError, zlib.error) as error:
         raise _file_rejected(0, f"不是有效的 XLSX 文件：{error}", f"not a valid XLSX file: {error}") from None
     sheet = workbook.worksheets[0]
     estimate = max((sheet.max_row or 1) - 1, 0)
 
     def rows(rules: CategoryRules):
         def numbered() -> Iterator[tuple[int, Sequence[object]]]:
-            for line, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-                if any(cell is not None and cell != "" for cell in cells):
-                    yield line, [cell.strip() if type(cell) is str else cell for cell in cells]
+            line = 0
+            try:
+                for line, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+                    if any(cell is not None and cell != "" for cell in cells):
+                        yield line, [cell.strip() if type(cell) is str else cell for cell in cells]
+            except (zipfile.BadZipFile, XmlParseError, zlib.error) as error:  # the sheet's XML is damaged
+                raise _file_rejected(line + 1, f"XLSX 文件已损坏：{error}", f"the XLSX file is damaged: {error}") from None
 
         return _header_and_rows(numbered(), rules)
 
@@ -696,7 +743,10 @@ def batch_run(*, batch_id: int, timings: dict[str, float] | None = None) -> Impo
     finally:
         if source is not None:
             source.close()
-        cache.delete(progress_cache_key(batch_id))
+        try:
+            cache.delete(progress_cache_key(batch_id))
+        except Exception:  # as in _report_progress: the entry expires on its own
+            logger.warning("import batch %s: could not clear progress", batch_id, exc_info=True)
     batch.refresh_from_db()
     return batch
 
@@ -1127,17 +1177,35 @@ def batch_submit_file(
     )
     if not created and batch.status == ImportBatch.Status.FAILED:
         # Submitting the file again is how an official retries an import that failed.
-        ImportBatch.objects.filter(pk=batch.pk, status=ImportBatch.Status.FAILED).update(status=ImportBatch.Status.QUEUED)
+        ImportBatch.objects.filter(pk=batch.pk, status=ImportBatch.Status.FAILED).update(
+            status=ImportBatch.Status.QUEUED, errors=[], error_count=0, finished_at=None
+        )
         batch.refresh_from_db()
         retry = True
     else:
         retry = False
     if (created or retry) and schedule:
-        from data_sharing.tasks import import_batch  # the task module imports this one
-
         batch_id = batch.pk
-        transaction.on_commit(lambda: import_batch.delay(batch_id))
+        transaction.on_commit(lambda: _queue_import(batch_id))
     return batch, created
+
+
+def _queue_import(batch_id: int) -> None:
+    """Send the import task. With the task queue (Redis) unreachable the batch FAILS, saying
+    so, instead of waiting as QUEUED for a message that was never sent; the file is kept, and
+    submitting it again queues it (see above)."""
+    from data_sharing.tasks import import_batch  # the task module imports this one
+
+    try:
+        import_batch.delay(batch_id)
+    except Exception as error:
+        logger.error("import batch %s could not be queued: %s", batch_id, error)
+        ImportBatch.objects.filter(pk=batch_id, status=ImportBatch.Status.QUEUED).update(
+            status=ImportBatch.Status.FAILED, finished_at=timezone.now(), error_count=1,
+            errors=[row_error(0, "", "任务队列暂时不可用，导入没有开始；文件已保存，请稍后重新提交同一文件",
+                              "the task queue is unavailable, so the import did not start; the file is kept: "
+                              "submit the same file again later")],
+        )
 
 
 def _canonical_json(records: list[Any]) -> bytes:
@@ -1149,6 +1217,16 @@ def _canonical_json(records: list[Any]) -> bytes:
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
     return json.dumps(records, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=default).encode()
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def records_push(
@@ -1168,6 +1246,14 @@ def records_push(
             code="too_many",
         )
     content = _canonical_json(records)
+    if b"\\u0000" in content:  # a cheap screen; PostgreSQL text and jsonb cannot hold NUL
+        position = next((index for index, record in enumerate(records, start=1) if _has_nul(record)), None)
+        if position is not None:
+            raise ValidationError(
+                f"第 {position} 条记录含有 NUL（\\0）字符 / Record {position} contains a NUL (\\0) character",
+                code="nul",
+                params={"line": position},
+            )
     sha256 = hashlib.sha256(content).hexdigest()
     stored_path = _store(f"imports/{connection.schema_name}/{sha256}.json", content)
     batch, created = _batch_get_or_create(

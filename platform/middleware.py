@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -13,6 +15,8 @@ from django_tenants.utils import get_public_schema_name, schema_context
 
 from platform.models import County, Domain
 
+logger = logging.getLogger(__name__)
+
 TENANT_CACHE_SECONDS = 60
 
 
@@ -20,10 +24,21 @@ def tenant_cache_key(hostname: str) -> str:
     return f"tenant-host:{hostname}"
 
 
+def _cache_call(operation, *args):
+    """``operation(*args)``, or None with a warning when the cache (Redis) is unreachable: the
+    host → county cache only saves a query, so Redis being down must not take every page down
+    (and an entry that could not be forgotten expires within TENANT_CACHE_SECONDS anyway)."""
+    try:
+        return operation(*args)
+    except Exception as error:
+        logger.warning("tenant cache unavailable (%s: %s); using the database", operation.__name__, error)
+        return None
+
+
 def forget_county_hosts(hostnames: list[str]) -> None:
     """Drop cached host → county answers; call after changing a county or its domains."""
     with schema_context(get_public_schema_name()):
-        cache.delete_many([tenant_cache_key(host) for host in hostnames])
+        _cache_call(cache.delete_many, [tenant_cache_key(host) for host in hostnames])
 
 
 class CountyTenantMiddleware(TenantMainMiddleware):
@@ -32,17 +47,18 @@ class CountyTenantMiddleware(TenantMainMiddleware):
     * a public host (``PUBLIC_HOSTS``) → the public schema (admin console, platform API);
     * an unknown host → 404 page;
     * a suspended county → 403 page, never the county's data;
-    * host → county lookups cached in Redis for a minute (they run on every request).
+    * host → county lookups cached in Redis for a minute (they run on every request); with
+      Redis unreachable they are read from PostgreSQL, so the portals keep working.
     """
 
     def get_tenant(self, domain_model, hostname):
         # The connection is on the public schema here, so the key carries the public prefix.
         # Services that change a county or its domains delete these keys (forget_county_hosts).
         key = tenant_cache_key(hostname)
-        county = cache.get(key)
+        county = _cache_call(cache.get, key)
         if county is None:
             county = domain_model.objects.select_related("tenant").get(domain=hostname).tenant
-            cache.set(key, county, TENANT_CACHE_SECONDS)
+            _cache_call(cache.set, key, county, TENANT_CACHE_SECONDS)
         return county
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:

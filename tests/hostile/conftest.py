@@ -1,0 +1,1 @@
+from tests.faults.scratch import scratch_county, transactional_db  # noqa: F401
