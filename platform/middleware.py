@@ -92,3 +92,33 @@ class CountyTenantMiddleware(TenantMainMiddleware):
 def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
     html = render_to_string("platform/refusal.html", {"title": title, "message": message, "status": status}, request)
     return HttpResponse(html, status=status)
+
+
+# Room for the multipart envelope and the form's other fields around the largest allowed file.
+REQUEST_BODY_MARGIN_BYTES = 1024 * 1024
+
+
+class RequestSizeLimitMiddleware:
+    """Refuse a request whose declared body is larger than the largest upload allowed, before
+    anything reads it (the CSRF check would otherwise stream the whole body to a temporary
+    file first). Django reads no more than Content-Length, so the declared size bounds it."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from data_sharing import imports
+
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        limit = imports.MAX_UPLOAD_BYTES + REQUEST_BODY_MARGIN_BYTES
+        if declared > limit:
+            return _page(
+                request,
+                413,
+                _("文件太大"),
+                _("请求超过 %(limit)s MB 的上限，请分成几个文件上传。") % {"limit": imports.MAX_UPLOAD_BYTES // (1024 * 1024)},
+            )
+        return self.get_response(request)

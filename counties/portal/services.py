@@ -127,14 +127,21 @@ def nightly_rerun_request(*, business_date: dt.date, actor: str) -> NightlyRun:
         busy = run.status in (NightlyRun.Status.QUEUED, NightlyRun.Status.RUNNING)
         if busy and run.started_at and timezone.now() - run.started_at < NIGHTLY_RERUN_STALE_AFTER:
             raise ValidationError(_("%(day)s 的夜间批处理已在排队或运行中。") % {"day": business_date})
+        previous = (run.status, run.started_at, run.finished_at)
         run.status = NightlyRun.Status.QUEUED
         # The time it was queued, until the worker takes it and records its own start.
         run.started_at, run.finished_at = timezone.now(), None
         run.save(update_fields=["status", "started_at", "finished_at"])
-        # Sent from this county's schema, so tenant-schemas-celery runs it there.
-        transaction.on_commit(
-            lambda: nightly_county.apply_async(kwargs={"business_date": business_date.isoformat()})
+    try:
+        # Sent from this county's schema, so tenant-schemas-celery runs it there; after the
+        # commit, so the worker sees the QUEUED row.
+        nightly_county.apply_async(kwargs={"business_date": business_date.isoformat()})
+    except Exception as error:  # the broker is down: nothing was queued, say so and undo
+        logger.warning("nightly run %s could not be queued: %s", business_date, error)
+        NightlyRun.objects.filter(pk=run.pk, status=NightlyRun.Status.QUEUED).update(
+            status=previous[0], started_at=previous[1], finished_at=previous[2]
         )
+        raise ValidationError(_("任务队列暂时不可用，没有排队；请稍后再试。")) from error
     logger.info("nightly run %s queued again by %s", business_date, actor)
     return run
 

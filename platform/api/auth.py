@@ -101,6 +101,15 @@ class ClientPrincipal:
         return self.get_username()
 
 
+def service_unavailable():
+    from platform.api.errors import ApiError
+
+    return ApiError(
+        status_code=503, code="service_unavailable",
+        message=_("服务暂时不可用，请稍后重试"), message_en="The service is briefly unavailable; retry later",
+    )
+
+
 def _refuse(code: str, message) -> exceptions.AuthenticationFailed:
     return exceptions.AuthenticationFailed(detail=str(message), code=code)
 
@@ -126,7 +135,7 @@ class HmacSignatureAuthentication(BaseAuthentication):
         client = IntegrationClient.objects.filter(key_id=key_id).first()
         if client is None or not client.is_active:
             raise _refuse("key_invalid", _("密钥无效或已吊销 / Unknown or revoked key"))
-        if not timestamp.isascii() or not timestamp.isdigit():
+        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
             raise _refuse("timestamp_invalid", _("时间戳须为 Unix 秒 / The timestamp must be unix seconds"))
         # Whole seconds on both sides: 300 s off is accepted, 301 s refused.
         if abs(int(time.time()) - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
@@ -150,7 +159,11 @@ class HmacSignatureAuthentication(BaseAuthentication):
         if not hmac.compare_digest(expected, signature.lower()):
             raise _refuse("signature_invalid", _("签名不正确 / The signature does not match"))
         # Only a correctly signed request spends its nonce (nobody else can burn a client's).
-        if not cache.add(f"api-nonce:{client.pk}:{hashlib.sha256(nonce.encode()).hexdigest()}", 1, NONCE_TTL_SECONDS):
+        try:
+            fresh = cache.add(f"api-nonce:{client.pk}:{hashlib.sha256(nonce.encode()).hexdigest()}", 1, NONCE_TTL_SECONDS)
+        except Exception as error:  # Redis down: a nonce that cannot be remembered cannot be checked
+            raise service_unavailable() from error
+        if not fresh:
             raise _refuse("nonce_replayed", _("该 Nonce 已使用过（疑似重放） / The nonce was already used (replay)"))
         return ClientPrincipal(client), client
 

@@ -19,7 +19,12 @@ class ClientRateThrottle(SimpleRateThrottle):
             return True
         self.rate = client.throttle_rate or self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except Exception as error:  # Redis down: counts cannot be kept, so refuse politely
+            from platform.api.auth import service_unavailable
+
+            raise service_unavailable() from error
 
     def get_cache_key(self, request, view) -> str | None:
         client = request.auth

@@ -16,10 +16,10 @@ What needs Redis in the product, and what must happen without it:
 * an import needs a Celery task: the upload is kept and the batch FAILS saying the queue is
   unavailable (it used to answer 500 and leave the batch QUEUED for a message never sent);
   submitting the same file once Redis is back imports it;
-* the nightly rerun needs a Celery task: see the xfail below (a bug in a file being edited
-  elsewhere, reported rather than fixed here);
+* the nightly rerun needs a Celery task: the button says the queue is unavailable and leaves
+  the run as it was, so it can be pressed again later;
 * the bank API remembers nonces in Redis: without it a signed request cannot be checked for
-  replay and must be refused in the API's error format (xfail: it answers a bare 500 today).
+  replay and is refused with 503 in the API's error format.
 """
 
 from __future__ import annotations
@@ -234,17 +234,6 @@ def test_an_upload_is_kept_and_fails_saying_the_queue_is_down_then_imports_once_
     assert GovernmentRecord.objects.filter(record_key="HT-9").count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG counties/portal/services.py:135-137 nightly_rerun_request: transaction.on_commit(lambda: "
-        "nightly_county.apply_async(...)) raises after the commit when the broker is down (kombu OperationalError, "
-        "or Celery's RuntimeError from the Redis result backend after ~19 s), nothing catches it in "
-        "counties/portal/views.py:216 nightly_rerun, so the page answers 500 and the run stays QUEUED: the button "
-        "then refuses ('已在排队或运行中') for NIGHTLY_RERUN_STALE_AFTER (2 h) although nothing was queued. "
-        "Reported, not fixed: both files are being edited elsewhere."
-    ),
-)
 def test_the_nightly_rerun_says_the_queue_is_down_and_can_be_pressed_again_later(county):
     day = dt.date(2026, 11, 26)
     NightlyRun.objects.create(business_date=day, status=NightlyRun.Status.FAILED, attempts=1, error="boom")
@@ -260,16 +249,6 @@ def test_the_nightly_rerun_says_the_queue_is_down_and_can_be_pressed_again_later
     assert "队列" in page.content.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG platform/api/auth.py:153 (cache.add of the nonce) — and the per-client throttle after it "
-        "(platform/api/throttling.py, DRF's cache) — raise redis ConnectionError with Redis down: a signed bank "
-        "request gets a bare HTML 500 instead of a 503 in the API's one error format (refusing is right: a nonce "
-        "that cannot be remembered cannot be checked for replay). Reported, not fixed: platform/api/* is being "
-        "edited elsewhere."
-    ),
-)
 def test_a_signed_api_request_is_refused_in_the_error_format_while_redis_is_down(lankao):
     from tests.platform.test_api_auth import lines_path, make_bank
 

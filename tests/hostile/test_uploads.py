@@ -4,7 +4,8 @@ internal error, never memory or time out of proportion to the file.
 
 * 200 MB: streamed through the real request handler from a body generated as it is read; the
   form refuses it and the process never holds it (Django spools uploads over 2.5 MB to a
-  temporary file). That it is streamed to the end before being refused is a weakness, xfail.
+  temporary file). A body declared larger than the limit allows is refused with 413 before
+  anything reads it (platform.middleware.RequestSizeLimitMiddleware).
 * CSV bombs: a row of 10 million commas (extra columns are ignored, the row imports), a million
   tiny rows (no row limit for files; every error counted, 1000 kept, in bounded memory), a
   150 KB cell (the csv module's field limit, reported with its line).
@@ -99,16 +100,6 @@ def test_a_200_mb_upload_is_refused_without_being_held_in_memory(officer):
     assert peak < 64 * MB, f"{peak / MB:.0f} MB held for a {body.length / MB:.0f} MB upload"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "WEAKNESS data_sharing/views_imports.py UploadForm.clean_file: the size is checked only after Django's "
-        "multipart parser has streamed the whole body to a temporary file (no Content-Length check, no upload "
-        "handler stopping at MAX_UPLOAD_BYTES; DATA_UPLOAD_MAX_MEMORY_SIZE does not count files and gunicorn "
-        "has no body limit), so a client can make the server write any amount to its temp directory before the "
-        "refusal. Reported, not fixed: the view is being edited elsewhere."
-    ),
-)
 def test_an_oversized_upload_is_refused_before_it_is_read_to_the_end(officer, monkeypatch):
     monkeypatch.setattr(imports, "MAX_UPLOAD_BYTES", 1 * MB)
     body, response = streamed_upload(officer, 32 * MB)
