@@ -65,6 +65,9 @@ def loan_disbursement_confirm(
                 _("这笔贷款已按流水号 %(reference)s 确认放款") % {"reference": loan.partner_reference},
                 code="disbursement_conflict",
             )
+        if timezone.localdate(disbursed_at) < loan.start_date - dt.timedelta(days=1):
+            # A payout cannot precede the drawdown it pays (this also refuses year-60 dates).
+            raise LoanRefused(_("放款时间不能早于借款日期"), code="invalid_disbursed_at")
         loan.disbursement = Loan.Disbursement.CONFIRMED
         loan.disbursed_at = disbursed_at
         loan.partner_reference = partner_reference
