@@ -118,8 +118,8 @@ def nightly_rerun_request(*, business_date: dt.date, actor: str) -> NightlyRun:
     when this transaction commits). Every step is idempotent for its date, so a rerun only
     completes what is missing. A run already queued or running — unless it has been so for
     longer than :data:`NIGHTLY_RERUN_STALE_AFTER` — is not queued twice."""
-    from counties.tasks import nightly_county
 
+    failures: list[Exception] = []
     with transaction.atomic():
         run = NightlyRun.objects.select_for_update().filter(business_date=business_date).first()
         if run is None:
@@ -132,18 +132,28 @@ def nightly_rerun_request(*, business_date: dt.date, actor: str) -> NightlyRun:
         # The time it was queued, until the worker takes it and records its own start.
         run.started_at, run.finished_at = timezone.now(), None
         run.save(update_fields=["status", "started_at", "finished_at"])
-    try:
         # Sent from this county's schema, so tenant-schemas-celery runs it there; after the
         # commit, so the worker sees the QUEUED row.
-        nightly_county.apply_async(kwargs={"business_date": business_date.isoformat()})
-    except Exception as error:  # the broker is down: nothing was queued, say so and undo
-        logger.warning("nightly run %s could not be queued: %s", business_date, error)
+        transaction.on_commit(lambda: _send_rerun(run, previous, failures))
+    if failures:
+        raise ValidationError(_("任务队列暂时不可用，没有排队；请稍后再试。")) from failures[0]
+    logger.info("nightly run %s queued again by %s", business_date, actor)
+    return run
+
+
+def _send_rerun(run: NightlyRun, previous: tuple, failures: list[Exception]) -> None:
+    """Queue the rerun; if the broker is down, nothing was queued: put the run back as it was
+    (so the button can be pressed again later) and let the caller say so."""
+    from counties.tasks import nightly_county
+
+    try:
+        nightly_county.apply_async(kwargs={"business_date": run.business_date.isoformat()})
+    except Exception as error:
+        logger.warning("nightly run %s could not be queued: %s", run.business_date, error)
         NightlyRun.objects.filter(pk=run.pk, status=NightlyRun.Status.QUEUED).update(
             status=previous[0], started_at=previous[1], finished_at=previous[2]
         )
-        raise ValidationError(_("任务队列暂时不可用，没有排队；请稍后再试。")) from error
-    logger.info("nightly run %s queued again by %s", business_date, actor)
-    return run
+        failures.append(error)
 
 
 # --- Farmer look-up ------------------------------------------------------------------------------
