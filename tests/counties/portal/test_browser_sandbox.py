@@ -7,28 +7,25 @@ and one finished night, served over HTTP; a real Celery worker):
 * a risk officer drafts a policy, changes a multiplier in the what-if sandbox, sees the figures
   change, and submits it.
 
-Screenshots go to test-artifacts/portal/; the dashboard and the what-if ones are copied to
-docs/screenshots/portal-*.png.
+Screenshots go to test-artifacts/portal/ (the README's docs/screenshots/portal-*.png were
+copied from there by hand; tests never write tracked files).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 from django_tenants.utils import schema_context
 
 from tests.counties.portal import test_browser as browser
 from tests.counties.portal.conftest import PASSWORD, code_for, make_official
-from tests.counties.portal.test_browser import ARTIFACTS, COUNTY, committed, snap
+from tests.counties.portal.test_browser import COUNTY, committed, snap
 
 # The throwaway county, the Celery worker and the Chromium page of test_browser.py (its
 # fixtures, registered in this module too; the county is onboarded again for this module).
 served, worker, page = browser.served, browser.worker, browser.page
 pytestmark = browser.pytestmark
 
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 LAND_HEADER = "身份证号,姓名,承包合同编号,地块数,承包面积（亩）,承包期限至\n"
 
 
@@ -150,10 +147,6 @@ def test_the_what_if_sandbox_then_submit(served, db, page):
     assert "等待另一名工作人员审批" in page.inner_text(".messages")
     assert page.locator("[data-approval]").count() == 1
     snap(page, 24, "whatif-submitted")
-
-    DOCS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ARTIFACTS / "20-dashboard.png", DOCS / "portal-dashboard.png")
-    shutil.copyfile(ARTIFACTS / "23-whatif-changed.png", DOCS / "portal-whatif.png")
 
 
 def _number(text: str) -> float:
