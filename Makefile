@@ -26,7 +26,9 @@ test: $(STAMP)
 demo: $(STAMP)
 	DEMO_FARMERS=$(DEMO_FARMERS) PORT=$(PORT) bash scripts/demo.sh
 
+# The benchmarks also need the `bench` extra (locust, the load generator of load_portals).
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(PY) -m benchmarks
 
 services: $(STAMP)
