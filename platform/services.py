@@ -138,8 +138,8 @@ def county_schema_create(county: County) -> str:
         logger.exception("copying the county template failed; migrating %s instead", county.schema_name)
         cloned = False
     if cloned:
-        # Nothing to do when the template is current; applies what it lacks otherwise.
-        call_command("migrate_schemas", tenant=True, schema_name=county.schema_name, interactive=False, verbosity=0)
+        if not _schema_current(county.schema_name):  # a template swapped for an older one meanwhile
+            call_command("migrate_schemas", tenant=True, schema_name=county.schema_name, interactive=False, verbosity=0)
     else:
         county.create_schema(check_if_exists=True, verbosity=0)
     connection.set_schema_to_public()
@@ -162,6 +162,15 @@ def _template_current(cursor) -> bool:
         return False
     cursor.execute(f'SELECT app, name FROM "{COUNTY_TEMPLATE_SCHEMA}".django_migrations')
     return _migration_nodes() <= set(cursor.fetchall())
+
+
+def _schema_current(schema: str) -> bool:
+    """Every migration of the code is recorded in ``schema``. Then ``migrate_schemas`` would have
+    nothing to do — and would still cost seconds in a database of thousands of schemas, where
+    Django's table introspection scans the whole catalog."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT app, name FROM "{schema}".django_migrations')
+        return _migration_nodes() <= set(cursor.fetchall())
 
 
 def county_template_build() -> None:
@@ -195,9 +204,17 @@ def _county_schema_clone(target: str) -> bool:
         county_template_build()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [_TEMPLATE_LOCK])
-        if not _schema_exists(cursor, COUNTY_TEMPLATE_SCHEMA):
+        cursor.execute("SELECT oid FROM pg_namespace WHERE nspname = %s", [COUNTY_TEMPLATE_SCHEMA])
+        template = cursor.fetchone()
+        if template is None:
             return False
-        plan = _clone_plan(cursor, COUNTY_TEMPLATE_SCHEMA, target)
+        # The plan depends only on the template, which nothing writes to: made once per process
+        # and template (a rebuilt template is a new schema, with a new oid). Its catalog queries
+        # scan pg_class, which a database of thousands of counties makes slow.
+        if template[0] not in _clone_plans:
+            _clone_plans.clear()
+            _clone_plans[template[0]] = _clone_plan(cursor, COUNTY_TEMPLATE_SCHEMA)
+        plan = _clone_plans[template[0]]
         if plan is None:
             return False
         cursor.execute(f'CREATE SCHEMA "{target}"')
@@ -208,9 +225,12 @@ def _county_schema_clone(target: str) -> bool:
     return True
 
 
-def _clone_plan(cursor, source: str, target: str) -> list[str] | None:
-    """The statements that rebuild ``source`` as ``target`` (run with search_path = target),
-    or None when ``source`` holds something this copy does not reproduce."""
+_clone_plans: dict[int, list[str] | None] = {}
+
+
+def _clone_plan(cursor, source: str) -> list[str] | None:
+    """The statements that rebuild ``source`` in the schema first on the search_path, or None
+    when ``source`` holds something this copy does not reproduce."""
     cursor.execute(
         """
         SELECT (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind NOT IN ('r', 'i', 'S')),
