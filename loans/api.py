@@ -11,10 +11,8 @@ Farmers are referred to by their internal id; no personal data leaves through th
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -26,82 +24,24 @@ from rest_framework.response import Response
 from loans.models import CreditLine, Installment, Loan, Repayment
 from loans.policy import policy_active
 from loans.schedule import Method, PrepaymentMode, schedule_build
-from loans.services import LoanRefused, drawdown_quote, loan_payoff, loan_prepay, loan_repay, payoff_quote
+from loans.services import (
+    drawdown_quote,
+    loan_disbursement_confirm,
+    loan_partner_repayment,
+    payoff_quote,
+)
 from platform.api.base import IDEMPOTENCY_HEADER, CountyAPIView
 from platform.api.errors import ApiError
 from platform.api.pagination import MAX_PK, KeysetPagination
-from platform.models import IntegrationClient, LendingPartner
+from platform.models import IntegrationClient
 
 Scope = IntegrationClient.Scope
-PARTNER_CHANNEL = "partner"
-# Clock difference tolerated on a bank's disbursement time.
-DISBURSED_AT_LEEWAY = dt.timedelta(minutes=5)
 MONEY = {"max_digits": 12, "decimal_places": 2}
 PARTNER_REFERENCE = {
     "regex": r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$",
     "max_length": 64,
     "help_text": "The bank's own transaction reference: 1–64 characters A–Z a–z 0–9 . _ : / -",
 }
-
-
-# --- Services the API needs (loan disbursement) --------------------------------------------------
-
-
-def loan_disbursement_confirm(
-    *, loan_id: int, partner: LendingPartner, partner_reference: str, disbursed_at: dt.datetime
-) -> Loan:
-    """The bank paid the loan out: mark it disbursed. Confirming again with the same reference
-    changes nothing; with another reference it is refused (``disbursement_conflict``)."""
-    if disbursed_at > timezone.now() + DISBURSED_AT_LEEWAY:
-        raise LoanRefused(_("放款时间不能晚于当前时间"), code="invalid_disbursed_at")
-    with transaction.atomic():
-        loan = Loan.objects.select_for_update().filter(pk=loan_id, partner=partner).first()
-        if loan is None:
-            raise _loan_not_found()
-        if loan.disbursement == Loan.Disbursement.CONFIRMED:
-            if loan.partner_reference == partner_reference:
-                return loan
-            raise LoanRefused(
-                _("这笔贷款已按流水号 %(reference)s 确认放款") % {"reference": loan.partner_reference},
-                code="disbursement_conflict",
-            )
-        if timezone.localdate(disbursed_at) < loan.start_date - dt.timedelta(days=1):
-            # A payout cannot precede the drawdown it pays (this also refuses year-60 dates).
-            raise LoanRefused(_("放款时间不能早于借款日期"), code="invalid_disbursed_at")
-        loan.disbursement = Loan.Disbursement.CONFIRMED
-        loan.disbursed_at = disbursed_at
-        loan.partner_reference = partner_reference
-        loan.save(update_fields=["disbursement", "disbursed_at", "partner_reference"])
-    return loan
-
-
-def loan_partner_repayment(
-    *, loan_id: int, partner: LendingPartner, kind: str, amount: Decimal, partner_reference: str, prepayment_mode: str
-) -> Repayment:
-    """Post money the bank collected for a loan through the loan services (channel "partner")."""
-    loan = Loan.objects.filter(pk=loan_id, partner=partner).first()
-    if loan is None:
-        raise _loan_not_found()
-    if loan.disbursement != Loan.Disbursement.CONFIRMED:
-        raise LoanRefused(_("这笔贷款尚未确认放款"), code="not_disbursed")
-    if Repayment.objects.filter(loan=loan, partner_reference=partner_reference).exists():
-        raise _duplicate_reference(partner_reference)
-    common = {"loan": loan, "channel": PARTNER_CHANNEL, "partner_reference": partner_reference}
-    try:
-        if kind == Repayment.Kind.SCHEDULED:
-            return loan_repay(amount=amount, **common)
-        if kind == Repayment.Kind.PREPAYMENT:
-            return loan_prepay(principal=amount, mode=prepayment_mode, **common)
-        return loan_payoff(amount=amount, **common)
-    except IntegrityError:
-        # The same reference posted concurrently under another Idempotency-Key.
-        raise _duplicate_reference(partner_reference) from None
-
-
-def _duplicate_reference(reference: str) -> LoanRefused:
-    return LoanRefused(
-        _("流水号 %(reference)s 已入账，不能重复入账") % {"reference": reference}, code="duplicate_partner_reference"
-    )
 
 
 def _loan_not_found() -> ApiError:
@@ -817,12 +757,15 @@ class DisbursementView(CountyAPIView):
         loan_id = _pk(loan_id, what="loan")
 
         def run():
-            loan = loan_disbursement_confirm(
-                loan_id=loan_id,
-                partner=self.client.partner,
-                partner_reference=data["partner_reference"],
-                disbursed_at=data["disbursed_at"],
-            )
+            try:
+                loan = loan_disbursement_confirm(
+                    loan_id=loan_id,
+                    partner=self.client.partner,
+                    partner_reference=data["partner_reference"],
+                    disbursed_at=data["disbursed_at"],
+                )
+            except Loan.DoesNotExist:
+                raise _loan_not_found() from None
             return 200, dict(DrawdownSerializer(loan).data)
 
         return self.idempotent_response(operation="disbursement", run=run)
@@ -874,14 +817,17 @@ class RepaymentView(CountyAPIView):
         loan_id = _pk(loan_id, what="loan")
 
         def run():
-            repayment = loan_partner_repayment(
-                loan_id=loan_id,
-                partner=self.client.partner,
-                kind=data["kind"],
-                amount=data["amount"],
-                partner_reference=data["partner_reference"],
-                prepayment_mode=data.get("prepayment_mode", ""),
-            )
+            try:
+                repayment = loan_partner_repayment(
+                    loan_id=loan_id,
+                    partner=self.client.partner,
+                    kind=data["kind"],
+                    amount=data["amount"],
+                    partner_reference=data["partner_reference"],
+                    prepayment_mode=data.get("prepayment_mode", ""),
+                )
+            except Loan.DoesNotExist:
+                raise _loan_not_found() from None
             return status.HTTP_201_CREATED, dict(RepaymentResultSerializer(repayment).data)
 
         return self.idempotent_response(operation="repayment", run=run)

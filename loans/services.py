@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -139,7 +139,12 @@ def loan_drawdown(
     settings = loan_settings()
     policy = policy_active()
     with transaction.atomic():
-        line = CreditLine.objects.select_for_update(of=("self",)).filter(farmer=farmer).select_related("assessment").first()
+        line = (
+            CreditLine.objects.select_for_update(of=("self",))
+            .filter(farmer=farmer)
+            .select_related("assessment")
+            .first()
+        )
         if line is None:
             raise _refuse("no_line", _("您还没有授信额度"))
         if line.status != CreditLine.Status.ACTIVE or line.valid_until < on:
@@ -706,3 +711,66 @@ def _pay_ahead(
             outstanding_principal=_minus_floor_zero("outstanding_principal", principal), updated_at=timezone.now()
         )
     return repayment
+
+
+# --- The lending partner's side: disbursement and collected repayments ----------------------------
+
+PARTNER_CHANNEL = "partner"
+# Clock difference tolerated on a bank's disbursement time.
+DISBURSED_AT_LEEWAY = dt.timedelta(minutes=5)
+
+
+def loan_disbursement_confirm(*, loan_id: int, partner, partner_reference: str, disbursed_at: dt.datetime) -> Loan:
+    """The bank paid the loan out: mark it disbursed (``Loan.DoesNotExist`` when the loan is not
+    this partner's). Confirming again with the same reference
+    changes nothing; with another reference it is refused (``disbursement_conflict``)."""
+    if disbursed_at > timezone.now() + DISBURSED_AT_LEEWAY:
+        raise LoanRefused(_("放款时间不能晚于当前时间"), code="invalid_disbursed_at")
+    with transaction.atomic():
+        loan = Loan.objects.select_for_update().filter(pk=loan_id, partner=partner).first()
+        if loan is None:
+            raise Loan.DoesNotExist(f"no loan {loan_id} of this partner")
+        if loan.disbursement == Loan.Disbursement.CONFIRMED:
+            if loan.partner_reference == partner_reference:
+                return loan
+            raise LoanRefused(
+                _("这笔贷款已按流水号 %(reference)s 确认放款") % {"reference": loan.partner_reference},
+                code="disbursement_conflict",
+            )
+        if timezone.localdate(disbursed_at) < loan.start_date - dt.timedelta(days=1):
+            # A payout cannot precede the drawdown it pays (this also refuses year-60 dates).
+            raise LoanRefused(_("放款时间不能早于借款日期"), code="invalid_disbursed_at")
+        loan.disbursement = Loan.Disbursement.CONFIRMED
+        loan.disbursed_at = disbursed_at
+        loan.partner_reference = partner_reference
+        loan.save(update_fields=["disbursement", "disbursed_at", "partner_reference"])
+    return loan
+
+
+def loan_partner_repayment(
+    *, loan_id: int, partner, kind: str, amount: Decimal, partner_reference: str, prepayment_mode: str
+) -> Repayment:
+    """Post money the bank collected for a loan through the loan services (channel "partner")."""
+    loan = Loan.objects.filter(pk=loan_id, partner=partner).first()
+    if loan is None:
+        raise Loan.DoesNotExist(f"no loan {loan_id} of this partner")
+    if loan.disbursement != Loan.Disbursement.CONFIRMED:
+        raise LoanRefused(_("这笔贷款尚未确认放款"), code="not_disbursed")
+    if Repayment.objects.filter(loan=loan, partner_reference=partner_reference).exists():
+        raise _duplicate_reference(partner_reference)
+    common = {"loan": loan, "channel": PARTNER_CHANNEL, "partner_reference": partner_reference}
+    try:
+        if kind == Repayment.Kind.SCHEDULED:
+            return loan_repay(amount=amount, **common)
+        if kind == Repayment.Kind.PREPAYMENT:
+            return loan_prepay(principal=amount, mode=prepayment_mode, **common)
+        return loan_payoff(amount=amount, **common)
+    except IntegrityError:
+        # The same reference posted concurrently under another Idempotency-Key.
+        raise _duplicate_reference(partner_reference) from None
+
+
+def _duplicate_reference(reference: str) -> LoanRefused:
+    return LoanRefused(
+        _("流水号 %(reference)s 已入账，不能重复入账") % {"reference": reference}, code="duplicate_partner_reference"
+    )
