@@ -2,7 +2,7 @@
 migration across all of them, and the per-request cost of resolving a host to its county.
 
     .venv/bin/python -m benchmarks.many_counties [--counties 3000] [--runs 3] [--old-way 10]
-                                                 [--processes 2] [--timed 200] [--standard] [--keep]
+                                                 [--processes 2] [--timed 200] [--compare-seconds 180] [--keep]
 
 Runs in a database of its own, ``puhui_bench_counties`` (benchmarks/_isolated.py: created on the
 configured PostgreSQL server, or the one ``DATABASE_URL`` names when it already ends in
@@ -18,14 +18,14 @@ domains.
    the rest by ``--processes`` processes at once (counties per second). ``--old-way N`` also times N schemas
    made the way onboarding did before the template (every county migration run in the schema).
 2. **Migrations**: a throw-away tenant app (benchmarks/_noop_app, installed only by
-   benchmarks/_noop_settings.py) brings one new no-op migration; ``manage.py migrate_schemas
-   --executor=multiprocessing`` applies it to every county with
-   ``TENANT_MULTIPROCESSING_MAX_PROCESSES`` = ``--processes``, timed, with the peak of the summed
-   resident memory of the command's process tree (sampled every 100 ms). ``--standard`` also
-   applies a second no-op migration with the standard (one-process) executor, for comparison.
-   At 3,000 counties this phase is the long one — measured 0.78 counties/s with 2 processes on
-   2 cores, about an hour (docs/SCALING.md: Django's table introspection scans the whole
-   catalog, a million relations, in every schema); ``--counties 300`` is a quick run.
+   benchmarks/_noop_settings.py) brings new migrations (each adds a column to ``loans_loan``; ``--runs`` of them, up to 3, for a median);
+   ``manage.py migrate_schemas --executor=batched`` (platform/migration_executor.py) applies it
+   to every county with ``TENANT_MULTIPROCESSING_MAX_PROCESSES`` = ``--processes``, timed, with
+   the peak of the summed resident memory of the command's process tree (sampled every 100 ms);
+   then the same command again with every county current (what a deploy without a new migration
+   costs). For comparison, django-tenants' ``--executor=multiprocessing`` applies a no-op
+   migration for ``--compare-seconds`` (180) and is stopped: its rate comes from the counties it
+   finished (measured before as 0.78 counties/s — about an hour for 3,000 — docs/SCALING.md).
 3. **Tenant resolution**: ``platform.middleware.CountyTenantMiddleware.process_request`` for
    requests to random county hosts: *cold* (the host's cache entry deleted first: Redis miss,
    one indexed query of Domain ⋈ County, Redis set) and *cached* (Redis hit), median µs over
@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import random
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,6 +60,7 @@ from django.test import RequestFactory  # noqa: E402
 
 from benchmarks._isolated import drop_database, is_isolated, isolated_env, percentile, run_isolated, write_rows  # noqa: E402
 from platform.middleware import CountyTenantMiddleware, tenant_cache_key  # noqa: E402
+from platform.migration_executor import applied_by_schema  # noqa: E402
 from platform.models import County, Domain  # noqa: E402
 from platform.services import county_onboard  # noqa: E402
 
@@ -66,7 +68,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE = "puhui_bench_counties"
 PROVINCES = ("62", "63", "64", "65")
 TARGET_ONBOARD_S = 1.0  # per county, median
-TARGET_MIGRATE_S = 600.0  # one no-op migration across 3,000 counties
+TARGET_MIGRATE_S = 300.0  # one new migration across 3,000 counties
 TARGET_RESOLVE_US = 2000.0  # cold lookup, median
 RESOLVE_REQUESTS = 2000
 MB = 1024 * 1024
@@ -191,7 +193,10 @@ class TreeSampler(threading.Thread):
             self.peak = max(self.peak, total)
 
 
-def migrate_noop(*, executor: str, target: str, processes: int) -> dict:
+def migrate(*, executor: str, target: str, processes: int, limit: float | None = None) -> dict:
+    """``manage.py migrate_schemas --tenant --executor=<executor> bench_noop <target>``, timed, with
+    the peak RSS of its process tree; stopped after ``limit`` seconds when given (then the rate
+    comes from the schemas it finished)."""
     env = {
         **isolated_env(connection.settings_dict["NAME"]),
         "DJANGO_SETTINGS_MODULE": "benchmarks._noop_settings",
@@ -200,32 +205,30 @@ def migrate_noop(*, executor: str, target: str, processes: int) -> dict:
     command = [sys.executable, "manage.py", "migrate_schemas", "--tenant", f"--executor={executor}", "-v", "0",
                "bench_noop", target]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=BASE_DIR, env=env)  # noqa: S603 - this interpreter, fixed arguments
+    # A session of its own, so a stop at the limit takes the forked workers too.
+    process = subprocess.Popen(command, cwd=BASE_DIR, env=env, start_new_session=True)  # noqa: S603
     sampler = TreeSampler(process.pid)
     sampler.start()
-    code = process.wait()
+    try:
+        code = process.wait(timeout=limit)
+        stopped = False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        code, stopped = process.wait(), True  # stopped at the limit
     wall = time.perf_counter() - started
     sampler.done.set()
     sampler.join()
-    if code != 0:
+    if code != 0 and not stopped:
         raise SystemExit(f"migrate_schemas --executor={executor} failed ({code})")
-    counties = County.objects.count()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_namespace n WHERE n.nspname LIKE 'county\\_%%' AND EXISTS ("
-            " SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'django_migrations')"
-        )
-        schemas = cursor.fetchone()[0]
-    applied = sum(1 for schema in County.objects.values_list("schema_name", flat=True)[:50] if _has(schema, target))
-    if applied < min(50, counties):
-        raise SystemExit(f"{target} is missing from some county schemas after the run")
-    return {"executor": executor, "wall_s": wall, "peak_rss": sampler.peak, "counties": counties, "schemas": schemas}
-
-
-def _has(schema: str, name: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(f'SELECT 1 FROM "{schema}".django_migrations WHERE app = %s AND name = %s', ["bench_noop", name])
-        return cursor.fetchone() is not None
+    schemas = list(County.objects.exclude(schema_name="public").values_list("schema_name", flat=True))
+    connection.set_schema_to_public()
+    applied = applied_by_schema(connection, schemas)
+    done = sum(1 for nodes in applied.values() if ("bench_noop", target) in nodes)
+    stopped = stopped and done < len(schemas)  # finished everything before the limit after all
+    if not stopped and done != len(schemas):
+        raise SystemExit(f"{target} is missing from {len(schemas) - done:,} county schemas after the run")
+    return {"executor": executor, "target": target, "wall_s": wall, "peak_rss": sampler.peak,
+            "counties": len(schemas), "done": done, "stopped": stopped, "processes": processes}
 
 
 # --- 3. Tenant resolution ----------------------------------------------------------------------------
@@ -274,7 +277,7 @@ def first_text(seconds: float | None) -> str:
     return "n/a (counties were there)" if seconds is None else f"{seconds:.2f} s"
 
 
-def run_here(*, counties: int, runs: int, old: int, processes: int, standard: bool, timed: int) -> list[dict]:
+def run_here(*, counties: int, runs: int, old: int, processes: int, compare: float, timed: int) -> list[dict]:
     onboarding = onboard_all(counties, timed=timed, processes=processes)
     total = County.objects.count()
     print(
@@ -291,13 +294,20 @@ def run_here(*, counties: int, runs: int, old: int, processes: int, standard: bo
     if before:
         print(f"old way (every county migration run in the schema): median {before['median_s']:.2f} s "
               f"(min {before['min_s']:.2f}, max {before['max_s']:.2f}, {before['n']} schemas)", flush=True)
-    migrations = [migrate_noop(executor="multiprocessing", target="0001_noop", processes=processes)]
-    if standard:
-        migrations.append(migrate_noop(executor="standard", target="0002_noop", processes=1))
-    for result in migrations:
-        print(f"migrate_schemas --executor={result['executor']}: one no-op migration across {result['counties']:,} "
-              f"counties in {result['wall_s']:.1f} s ({result['wall_s'] / result['counties'] * 1000:.1f} ms per "
-              f"county), peak RSS of the command's processes {result['peak_rss'] / MB:,.0f} MB", flush=True)
+    applied = [migrate(executor="batched", target=f"000{number}_add_column", processes=processes)
+               for number in range(1, min(runs, 3) + 1)]
+    current = migrate(executor="batched", target=f"000{len(applied)}_add_column", processes=processes)
+    compared = migrate(executor="multiprocessing", target="0004_noop", processes=processes, limit=compare) if compare else None
+    batched = {**applied[0], "wall_s": statistics.median(result["wall_s"] for result in applied),
+               "spread_s": spread([result["wall_s"] for result in applied]),
+               "peak_rss": max(result["peak_rss"] for result in applied), "runs": len(applied)}
+    for result in (*applied, current, compared):
+        if result is None:
+            continue
+        per = result["wall_s"] / max(result["done"], 1) * 1000
+        print(f"migrate_schemas --executor={result['executor']} bench_noop {result['target']}: {result['done']:,} of "
+              f"{result['counties']:,} counties in {result['wall_s']:.1f} s" + (" (stopped at the limit)" if result["stopped"] else "")
+              + f", {per:.1f} ms per county, peak RSS of the command's processes {result['peak_rss'] / MB:,.0f} MB", flush=True)
     resolution = resolve(runs)
     cold, cached = resolution["cold_us"], resolution["cached_us"]
     print(f"tenant resolution over {resolution['hosts']:,} hosts, {runs} runs of {RESOLVE_REQUESTS:,} requests: "
@@ -316,16 +326,39 @@ def run_here(*, counties: int, runs: int, old: int, processes: int, standard: bo
             "met": (onboarding["median_s"] or 0) <= TARGET_ONBOARD_S,
         }
     ]
-    for result in migrations:
+    per_batched = batched["wall_s"] / batched["counties"]
+    rows.append({
+        "benchmark": f"migrate_schemas --executor=batched, 1 new migration (ADD COLUMN), {batched['counties']:,} counties, "
+                     f"{processes} processes (spread {batched['spread_s']:.1f} s)",
+        "runs": batched["runs"],
+        "wall_s": batched["wall_s"],
+        "rate": f"{per_batched * 1000:.1f} ms/county",
+        "peak_rss_mb": batched["peak_rss"] / MB,
+        "target": f"≤ {TARGET_MIGRATE_S:.0f} s",
+        "met": batched["wall_s"] <= TARGET_MIGRATE_S,
+    })
+    rows.append({
+        "benchmark": "… the same again, every county already current (a deploy with nothing new)",
+        "runs": 1,
+        "wall_s": current["wall_s"],
+        "rate": f"{current['wall_s'] / current['counties'] * 1000:.1f} ms/county",
+        "peak_rss_mb": current["peak_rss"] / MB,
+        "target": f"≤ {TARGET_MIGRATE_S:.0f} s",
+        "met": current["wall_s"] <= TARGET_MIGRATE_S,
+    })
+    if compared:
+        per_compared = compared["wall_s"] / max(compared["done"], 1)
         rows.append({
-            "benchmark": f"migrate_schemas, 1 no-op migration, {result['counties']:,} counties, "
-                         f"--executor={result['executor']}" + (f" ({processes} processes)" if result["executor"] != "standard" else ""),
+            "benchmark": f"… django-tenants --executor=multiprocessing, 1 no-op migration: {compared['done']:,} counties in "
+                         f"{compared['wall_s']:.0f} s" + (", stopped" if compared["stopped"] else "")
+                         + f" (all {compared['counties']:,} ≈ {per_compared * compared['counties'] / 60:.0f} min; "
+                         f"{per_compared / per_batched:.0f}× batched)",
             "runs": 1,
-            "wall_s": result["wall_s"],
-            "rate": f"{result['wall_s'] / result['counties'] * 1000:.1f} ms/county",
-            "peak_rss_mb": result["peak_rss"] / MB,
-            "target": f"≤ {TARGET_MIGRATE_S:.0f} s",
-            "met": result["wall_s"] <= TARGET_MIGRATE_S,
+            "wall_s": compared["wall_s"],
+            "rate": f"{per_compared * 1000:.1f} ms/county",
+            "peak_rss_mb": compared["peak_rss"] / MB,
+            "target": "comparison",
+            "met": None,
         })
     rows.append({
         "benchmark": f"tenant resolution, {resolution['hosts']:,} hosts: cold (median µs; spread {spread(cold):.0f})",
@@ -346,16 +379,15 @@ def run_here(*, counties: int, runs: int, old: int, processes: int, standard: bo
     return rows
 
 
-def argv_of(*, counties: int, runs: int, old: int, processes: int, standard: bool, timed: int, keep: bool) -> list[str]:
+def argv_of(*, counties: int, runs: int, old: int, processes: int, compare: float, timed: int, keep: bool) -> list[str]:
     return ["--counties", str(counties), "--runs", str(runs), "--old-way", str(old), "--processes", str(processes),
-            "--timed", str(timed),
-            *(["--standard"] if standard else []), *(["--keep"] if keep else [])]
+            "--timed", str(timed), "--compare-seconds", str(compare), *(["--keep"] if keep else [])]
 
 
-def benchmark(*, runs: int = 3, counties: int = 3000, old: int = 10, processes: int = 2, standard: bool = False,
+def benchmark(*, runs: int = 3, counties: int = 3000, old: int = 10, processes: int = 2, compare: float = 180.0,
               timed: int = 200, keep: bool = False) -> list[dict]:
     """Run the benchmark; returns rows for ``python -m benchmarks``' table."""
-    options = {"counties": counties, "runs": runs, "old": old, "processes": processes, "standard": standard,
+    options = {"counties": counties, "runs": runs, "old": old, "processes": processes, "compare": compare,
                "timed": timed}
     rows = run_isolated("benchmarks.many_counties", DATABASE, argv_of(**options, keep=True))
     if rows is not None:
@@ -378,11 +410,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2,
                         help="processes onboarding the counties after the timed ones; TENANT_MULTIPROCESSING_MAX_PROCESSES")
     parser.add_argument("--timed", type=int, default=200, help="counties onboarded one after another, each timed")
-    parser.add_argument("--standard", action="store_true", help="also time the standard executor")
+    parser.add_argument("--compare-seconds", type=float, default=180.0,
+                        help="run django-tenants' multiprocessing executor this long for the comparison (0: not at all)")
     parser.add_argument("--keep", action="store_true", help=f"keep the database {DATABASE}")
     options = parser.parse_args()
     rows = benchmark(runs=options.runs, counties=options.counties, old=options.old_way, processes=options.processes,
-                     standard=options.standard, timed=options.timed, keep=options.keep)
+                     compare=options.compare_seconds, timed=options.timed, keep=options.keep)
     if is_isolated(DATABASE):
         write_rows(rows)
     else:

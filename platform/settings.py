@@ -115,6 +115,10 @@ PUBLIC_SCHEMA_URLCONF = "platform.urls_public"
 ROOT_URLCONF = "platform.urls_tenant"
 # Deliberately NOT enabling TENANT_LIMIT_SET_CALLS (django-tenants #1262: with savepoint
 # rollbacks it can leave a connection on another tenant's schema).
+# `migrate_schemas --executor=batched` (platform/migration_executor.py): new migrations across
+# thousands of county schemas, planned and rendered once, schemas already current skipped.
+GET_EXECUTOR_FUNCTION = "platform.migration_executor.get_executor"
+TENANT_MULTIPROCESSING_MAX_PROCESSES = env.int("TENANT_MULTIPROCESSING_MAX_PROCESSES", default=2)
 
 SHARED_APPS = [
     "django_tenants",

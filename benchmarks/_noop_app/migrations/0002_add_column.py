@@ -1,0 +1,13 @@
+"""Another new migration of the same kind (the benchmark times several, for a median)."""
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("bench_noop", "0001_add_column")]
+    operations = [
+        migrations.RunSQL(
+            "ALTER TABLE loans_loan ADD COLUMN bench_note_2 text",
+            "ALTER TABLE loans_loan DROP COLUMN bench_note_2",
+        )
+    ]
