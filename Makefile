@@ -29,6 +29,7 @@ demo: $(STAMP)
 # The benchmarks also need the `bench` extra (locust, the load generator of load_portals).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(PY) manage.py migrate_schemas --executor=batched -v 0
 	$(PY) -m benchmarks
 
 services: $(STAMP)

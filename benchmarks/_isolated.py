@@ -79,7 +79,7 @@ def migrate_shared(env: dict[str, str] | None = None) -> None:
     """The public schema's tables, and any county kept from an earlier run brought up to the
     code's migrations (as ``make demo`` does)."""
     subprocess.run(
-        [sys.executable, "manage.py", "migrate_schemas", "--executor=multiprocessing", "-v", "0"], cwd=BASE_DIR,
+        [sys.executable, "manage.py", "migrate_schemas", "--executor=batched", "-v", "0"], cwd=BASE_DIR,
         env=env or dict(os.environ), check=True,
     )
 

@@ -105,6 +105,13 @@ CACHES = {
         # Cache keys must carry the schema, or one county could read another's entries.
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        # A Redis that stops answering (a partition, not a refused connection) must cost a
+        # request a bounded wait, after which the host lookup reads PostgreSQL; redis-py's
+        # default is to wait for ever.
+        "OPTIONS": {
+            "socket_connect_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+            "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+        },
     }
 }
 

@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-$PY manage.py migrate_schemas --executor=multiprocessing -v 0
+$PY manage.py migrate_schemas --executor=batched -v 0
 $PY manage.py setup_demo --farmers "$DEMO_FARMERS"
 $PY manage.py collectstatic --noinput -v 0
 

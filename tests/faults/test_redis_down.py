@@ -264,3 +264,48 @@ def test_a_signed_api_request_is_refused_in_the_error_format_while_redis_is_down
     assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
     assert set(response.json()["error"]) >= {"code", "message", "message_en"}
+
+
+# --- A Redis that stops answering ------------------------------------------------------------
+
+
+def test_a_redis_that_accepts_connections_but_never_answers_does_not_hang_the_portals(lankao, settings):
+    """A partition rather than a stop: the port accepts connections (the kernel's backlog) and
+    nothing ever answers. The cache's socket timeouts (settings.CACHES OPTIONS, 1 s) bound each of
+    the request's two cache calls (the host lookup's get and set), then the lookup reads
+    PostgreSQL. redis-py's own default is 5 s per call: 10 s for this page (measured 10.3 s
+    against 2.2 s), which is what the 6 s bound below tells apart — a bound on a hang, with
+    seconds of slack for a busy machine, not a speed target."""
+    import socket
+    import threading
+    import time
+
+    from django.test import override_settings
+
+    with in_county(lankao):
+        make_farmer(name="静默甲", id_number=valid_id_number(seq=741))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # never accept()ed, never answered
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        cache = {**settings.CACHES["default"], "LOCATION": url}
+        assert cache["OPTIONS"]["socket_timeout"] == 1.0
+        responses, waited = [], []
+
+        def visit() -> None:
+            from django.db import connection
+
+            started = time.monotonic()
+            try:
+                responses.append(Client(HTTP_HOST=LANKAO).get("/m/login/"))
+                waited.append(time.monotonic() - started)
+            finally:
+                connection.close()  # this thread's own
+
+        with override_settings(CACHES={"default": cache}):
+            visitor = threading.Thread(target=visit, daemon=True)
+            visitor.start()
+            visitor.join(timeout=30)
+            assert not visitor.is_alive(), "the request is still waiting on the silent Redis"
+    assert responses[0].status_code == 200
+    assert waited[0] < 6.0
