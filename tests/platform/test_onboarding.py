@@ -1,3 +1,5 @@
+import getpass
+
 import pytest
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
@@ -5,7 +7,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from counties.models import Official
-from platform.models import County, Domain
+from platform.models import County, Domain, OperatorAction
 from platform.services import county_onboard
 from tests.conftest import in_county
 from tests.platform.conftest import operator_login
@@ -34,6 +36,12 @@ def test_onboard_creates_tenant_schema_domain_and_admin(db, capsys):
         assert Official.objects.get(user=admin).role == "county_admin"
     # The administrator lives in the county's schema, not in the public one.
     assert authenticate(username="admin", password=password) is None
+    # In the operators' audit trail like an onboarding from the console, under the shell's account.
+    action = OperatorAction.objects.get(action="county.onboard", target_id=str(county.pk))
+    assert action.operator == f"manage.py onboard_county ({getpass.getuser()})"
+    assert (action.target_type, action.target_label) == ("platform.county", str(county))
+    assert action.detail == {"values": {"code": "370982", "name": "新泰市", "domain": "xintai.localhost",
+                                        "province": "山东省", "city": "", "admin_username": "admin", "status": "live"}}
 
 
 def test_onboarding_the_same_code_twice_is_refused(db):

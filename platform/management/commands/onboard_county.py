@@ -1,6 +1,10 @@
+import getpass
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from platform.api.services import operator_action_record
+from platform.models import OperatorAction
 from platform.services import county_onboard
 
 
@@ -32,6 +36,15 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         county = result.county
+        # The console's onboardings are in the operators' audit trail; so are the shell's, under
+        # the account that ran the command.
+        operator_action_record(
+            operator=f"manage.py onboard_county ({getpass.getuser()})",
+            action=OperatorAction.Action.COUNTY_ONBOARD,
+            target=county,
+            detail={"values": {key: options[key] for key in ("code", "name", "domain", "province", "city",
+                                                             "admin_username")} | {"status": county.status}},
+        )
         self.stdout.write(
             self.style.SUCCESS(f"onboarded {county.name} {county.code}: schema {county.schema_name}, status {county.status}")
         )
