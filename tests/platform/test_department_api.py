@@ -7,22 +7,16 @@ transaction: a scratch county is onboarded for the module and dropped afterwards
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter
 
 import pytest
 import schemathesis
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-from django.core.wsgi import get_wsgi_application
-from django.db import connection, connections
-from hypothesis import HealthCheck, Phase, given
-from hypothesis import settings as hypothesis_settings
-from schemathesis import GenerationMode
+from django.db import connection
 
 from data_sharing.models import GovernmentRecord, ImportBatch
 from platform.models import County, IntegrationClient, LendingPartner
+from tests.api_fuzz import fuzz, is_positive, live_app
 from tests.conftest import COUNTY_ADMIN_PASSWORD, in_county, make_farmer, valid_id_number
-from tests.loans.test_api import CHECKS, EXAMPLES, HmacAuth
+from tests.loans.test_api import HmacAuth
 from tests.platform.test_api_auth import Bank, error_of, make_bank
 
 SCRATCH = {
@@ -237,18 +231,8 @@ def test_the_endpoints_are_documented_with_examples(db, client):
 
 @pytest.fixture
 def live_api(push):
-    """The whole Django app on a real local HTTP server (threads, real connections)."""
-    server = ThreadedWSGIServer(("127.0.0.1", 0), WSGIRequestHandler, allow_reuse_address=False)
-    server.set_app(get_wsgi_application())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        connections.close_all()
+    with live_app() as base_url:
+        yield base_url
 
 
 @pytest.mark.slow
@@ -264,37 +248,13 @@ def test_the_department_operations_conform_to_the_schema(push, live_api):
         "POST /api/v1/counties/{county_code}/data/{category_code}/batches",
     ]
     known_batch = _post(push.department, _body([RECORD], as_of="2026-05-31"), key="schemathesis").json()["id"]
-    seen: Counter[tuple[str, int]] = Counter()
-
-    def exercise(case) -> None:
-        if case.meta is None or case.meta.generation.mode == GenerationMode.POSITIVE:
+    def prepare(case) -> None:
+        if is_positive(case):
             case.path_parameters["county_code"] = SCRATCH["code"]
             if "category_code" in case.path_parameters:
                 case.path_parameters["category_code"] = "land_contract"
             if isinstance(case.path_parameters.get("batch_id"), int) and case.path_parameters["batch_id"] % 3:
                 case.path_parameters["batch_id"] = known_batch
-        response = case.call(auth=auth, timeout=30)
-        seen[(case.operation.label, response.status_code)] += 1
-        case.validate_response(response, checks=CHECKS)
 
-    def run(strategy, **options) -> None:
-        @hypothesis_settings(
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-            **options,
-        )
-        @given(case=strategy)
-        def check(case) -> None:
-            exercise(case)
-
-        check()
-
-    for operation in operations:
-        for mode, count in EXAMPLES.items():
-            run(operation.as_strategy(generation_mode=mode), max_examples=count)
-        for strategy in schema.get_strategies_from_examples(operation):
-            run(strategy, max_examples=3)
+    seen = fuzz(schema, operations, auth=auth, prepare=prepare)
     assert {label for (label, status), _count in seen.items() if status < 300} == {op.label for op in operations}
