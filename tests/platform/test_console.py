@@ -223,9 +223,12 @@ def test_onboarding_from_the_console_does_exactly_what_the_command_does(admin_cl
     assert console_shape == command_shape
     assert console_shape["officials"] == {("chief", False, False, True, "county_admin")}
     assert console_shape["rows"]["data_sharing_datacategory"] > 0  # the catalog is seeded in both
-    # Only the console's onboarding is an operator's action.
-    action = OperatorAction.objects.get(action="county.onboard")
-    assert (action.operator, action.target_id, action.target_label) == ("admin", str(by_console.pk), "金安区 (341502)")
+    # Both are in the operators' audit trail, each under who did it, with the same details.
+    action = OperatorAction.objects.get(action="county.onboard", target_id=str(by_console.pk))
+    assert (action.operator, action.target_label) == ("admin", "金安区 (341502)")
+    shell = OperatorAction.objects.get(action="county.onboard", target_id=str(by_command.pk))
+    assert shell.operator.startswith("manage.py onboard_county (")
+    assert shell.detail["values"].keys() == action.detail["values"].keys()
     assert action.detail == {
         "values": {
             "code": "341502",

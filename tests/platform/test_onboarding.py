@@ -40,8 +40,9 @@ def test_onboard_creates_tenant_schema_domain_and_admin(db, capsys):
     action = OperatorAction.objects.get(action="county.onboard", target_id=str(county.pk))
     assert action.operator == f"manage.py onboard_county ({getpass.getuser()})"
     assert (action.target_type, action.target_label) == ("platform.county", str(county))
-    assert action.detail == {"values": {"code": "370982", "name": "新泰市", "domain": "xintai.localhost",
-                                        "province": "山东省", "city": "", "admin_username": "admin", "status": "live"}}
+    assert action.detail == {"values": {"code": "370982", "name": "新泰市", "province": "山东省", "city": "",
+                                        "domain": "xintai.localhost", "admin_username": "admin",
+                                        "onboarding_only": False}}
 
 
 def test_onboarding_the_same_code_twice_is_refused(db):

@@ -42,8 +42,8 @@ class Command(BaseCommand):
             operator=f"manage.py onboard_county ({getpass.getuser()})",
             action=OperatorAction.Action.COUNTY_ONBOARD,
             target=county,
-            detail={"values": {key: options[key] for key in ("code", "name", "domain", "province", "city",
-                                                             "admin_username")} | {"status": county.status}},
+            detail={"values": {key: options[key] for key in ("code", "name", "province", "city", "domain",
+                                                             "admin_username", "onboarding_only")}},
         )
         self.stdout.write(
             self.style.SUCCESS(f"onboarded {county.name} {county.code}: schema {county.schema_name}, status {county.status}")
