@@ -106,8 +106,8 @@ CACHES = {
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         # A Redis that stops answering (a partition, not a refused connection) must cost a
-        # request a bounded wait, after which the host lookup reads PostgreSQL; redis-py's
-        # default is to wait for ever.
+        # request a short wait, after which the host lookup reads PostgreSQL; redis-py's own
+        # default is 5 s per call (10 s for a page's lookup and store).
         "OPTIONS": {
             "socket_connect_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
             "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
