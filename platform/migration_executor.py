@@ -60,6 +60,13 @@ UNSUPPORTED = {
 Node = tuple[str, str]
 
 
+def refused(zh: str, en: str, *, other: bool = True) -> CommandError:
+    """A refusal in Chinese and English; ``other`` adds which executor does what this one does not."""
+    if other:
+        zh, en = f"{zh}，请使用 --executor=multiprocessing", f"{en}; use --executor=multiprocessing"
+    return CommandError(f"--executor={CODENAME}：{zh}。 / --executor={CODENAME} {en}.")
+
+
 def get_executor(codename: str | None = None):
     """django-tenants' ``GET_EXECUTOR_FUNCTION``: this executor for ``--executor=batched``,
     django-tenants' own for the others."""
@@ -112,15 +119,16 @@ def _targets_of(executor: DjangoMigrationExecutor, options: dict) -> list[Node]:
     if not app_label:
         return list(graph.leaf_nodes())
     if app_label not in executor.loader.migrated_apps:
-        raise CommandError(f"App '{app_label}' does not have migrations.")
+        raise refused(f"应用 {app_label} 没有迁移", f"App '{app_label}' does not have migrations")
     if not name:
         return [key for key in graph.leaf_nodes() if key[0] == app_label]
     if name == "zero":
-        raise CommandError(f"--executor={CODENAME} only applies migrations; unapply with --executor=multiprocessing.")
+        raise refused("只能执行迁移，不能回退", "only applies migrations, it does not unapply them")
     try:
         migration = executor.loader.get_migration_by_prefix(app_label, name)
     except (KeyError, AmbiguityError) as error:
-        raise CommandError(f"Cannot find one migration '{name}' in app '{app_label}': {error}") from error
+        raise refused(f"在应用 {app_label} 中找不到唯一的迁移 {name}",
+                      f"cannot find one migration '{name}' in app '{app_label}' ({error})", other=False) from error
     return [(app_label, migration.name)]
 
 
@@ -136,7 +144,8 @@ def applied_by_schema(connection, schemas: list[str]) -> dict[str, frozenset[Nod
         found = {schema: (exists, has_table) for schema, exists, has_table in cursor.fetchall()}
         missing = sorted(schema for schema, (exists, _) in found.items() if not exists)
         if missing:
-            raise CommandError(f"These county schemas do not exist: {', '.join(missing[:20])}")
+            names = ", ".join(missing[:20])
+            raise refused(f"这些县的 schema 不存在：{names}", f"these county schemas do not exist: {names}", other=False)
         applied: dict[str, set[Node]] = {schema: set() for schema in schemas}
         with_table = [schema for schema in schemas if found[schema][1]]
         for start in range(0, len(with_table), BATCH):
@@ -164,10 +173,8 @@ def _plan_groups(executor: DjangoMigrationExecutor, applied: dict[str, frozenset
             executor.loader.applied_migrations = {node: graph.nodes[node] for node in known}
             plan = executor.migration_plan(targets)
             if any(backwards for _migration, backwards in plan):
-                raise CommandError(
-                    f"{schema} is ahead of the target; --executor={CODENAME} only applies migrations "
-                    "(unapply with --executor=multiprocessing)."
-                )
+                raise refused(f"{schema} 已超过目标迁移；只能执行迁移，不能回退",
+                              f"{schema} is ahead of the target; it only applies migrations, it does not unapply them")
             groups[known] = len(ordered)
             ordered.append(Group(applied=known, plan=plan))
         index = groups[known]
@@ -227,7 +234,7 @@ class BatchedExecutor(MigrationExecutor):
             migrate_counties(tenants, self.options)
 
     def run_multi_type_migrations(self, tenants) -> None:
-        raise CommandError(f"--executor={CODENAME} does not support multi-type tenants.")
+        raise refused("不支持多类型租户", "does not support multi-type tenants")
 
 
 def migrate_counties(schemas: list[str], options: dict) -> dict:
@@ -236,13 +243,13 @@ def migrate_counties(schemas: list[str], options: dict) -> dict:
     global _groups, _targets, _options
     for key, flag in UNSUPPORTED.items():
         if options.get(key):
-            raise CommandError(f"--executor={CODENAME} does not support {flag}; use --executor=multiprocessing.")
+            raise refused(f"不支持 {flag}", f"does not support {flag}")
     started = time.perf_counter()
     verbosity = int(options.get("verbosity", 1))
     _options = options
     executor = _django_executor()
     if executor.loader.replacements:
-        raise CommandError(f"--executor={CODENAME} does not handle squashed migrations; use --executor=multiprocessing.")
+        raise refused("不支持合并（squashed）迁移", "does not handle squashed migrations")
     _targets = _targets_of(executor, options)
     connection = executor.connection
     connection.set_schema_to_public()
@@ -277,6 +284,7 @@ def migrate_counties(schemas: list[str], options: dict) -> dict:
     if failure:
         schema, error = failure
         raise CommandError(
+            f"迁移 {schema} 失败：失败的迁移已回滚，此前已迁移 {done:,} 个 schema，再次运行命令将从此处继续。 / "
             f"Migrating {schema} failed; its failed migration was rolled back, {done:,} schema(s) were migrated "
             f"before the run stopped, and running the command again continues from there. {error}"
         )

@@ -81,13 +81,20 @@ def test_behind_schemas_get_the_migration_and_current_ones_are_left_alone(db, ca
     assert last_applied(lankao) == untouched
 
 
-def test_backwards_and_unsupported_options_are_refused(db):
-    with pytest.raises(CommandError, match="only applies migrations"):
+def test_backwards_unsupported_options_and_missing_schemas_are_refused_in_both_languages(db):
+    with pytest.raises(CommandError) as backwards:
         batched("loans", "zero")
-    with pytest.raises(CommandError, match="does not support --plan"):
+    assert str(backwards.value) == (
+        "--executor=batched：只能执行迁移，不能回退，请使用 --executor=multiprocessing。 / "
+        "--executor=batched only applies migrations, it does not unapply them; use --executor=multiprocessing."
+    )
+    with pytest.raises(CommandError, match=r"不支持 --plan.*does not support --plan; use --executor=multiprocessing"):
         batched(plan=True)
-    with pytest.raises(CommandError, match="Cannot find one migration"):
+    with pytest.raises(CommandError, match=r"找不到唯一的迁移 9999.*cannot find one migration '9999' in app 'loans'"):
         batched("loans", "9999")
+    County.objects.bulk_create([County(schema_name="county_419820", code="419820", name="无库县")])  # no schema
+    with pytest.raises(CommandError, match=r"schema 不存在：county_419820.*do not exist: county_419820"):
+        batched(verbosity=0)
 
 
 def test_forked_processes_stop_at_a_failing_schema_by_name_and_a_rerun_finishes(django_db_setup, django_db_blocker):
@@ -108,7 +115,7 @@ def test_forked_processes_stop_at_a_failing_schema_by_name_and_a_rerun_finishes(
                 cursor.execute(f'CREATE TABLE "{broken}".loan_status (squatter int)')
 
             with override_settings(TENANT_MULTIPROCESSING_MAX_PROCESSES=2), \
-                    pytest.raises(CommandError, match=f"Migrating {broken} failed.*loan_status"):
+                    pytest.raises(CommandError, match=f"迁移 {broken} 失败.*Migrating {broken} failed.*loan_status"):
                 batched(verbosity=0)
             connection.set_schema_to_public()
             assert not has_last(broken)
