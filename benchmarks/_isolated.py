@@ -135,6 +135,18 @@ def write_rows(rows: list[dict]) -> None:
         Path(path).write_text(json.dumps(rows, default=str))
 
 
+def report(rows: list[dict], database: str) -> None:
+    """A module's ``main()`` ends here: in the subprocess :func:`run_isolated` started, hand the
+    rows back; run by hand, print them as ``make bench``'s table."""
+    if is_isolated(database):
+        write_rows(rows)
+    else:
+        from benchmarks.__main__ import table
+
+        print()
+        print(table(rows))
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]

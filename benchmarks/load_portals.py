@@ -62,7 +62,7 @@ from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 
-from benchmarks._isolated import is_isolated, isolated_env, run_isolated, write_rows  # noqa: E402
+from benchmarks._isolated import isolated_env, report, run_isolated  # noqa: E402
 from counties.mobile.auth import SESSION_FARMER  # noqa: E402
 from loans.models import CreditLine, Loan  # noqa: E402
 from platform.management.commands.setup_demo import DEMO_COUNTIES, DEMO_PARTNER  # noqa: E402
@@ -337,13 +337,7 @@ def main() -> None:
     options = parser.parse_args()
     rows = benchmark(runs=options.runs, users=options.users, duration=options.duration, workers=options.workers,
                      farmers=options.farmers, scenarios=options.scenario, conn_max_age=options.conn_max_age)
-    if is_isolated(DATABASE):
-        write_rows(rows)
-    else:
-        from benchmarks.__main__ import table
-
-        print()
-        print(table(rows))
+    report(rows, DATABASE)
 
 
 if __name__ == "__main__":

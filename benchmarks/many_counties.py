@@ -57,7 +57,7 @@ from django.db import connection  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 
-from benchmarks._isolated import drop_database, is_isolated, isolated_env, percentile, run_isolated, write_rows  # noqa: E402
+from benchmarks._isolated import drop_database, isolated_env, percentile, report, run_isolated  # noqa: E402
 from platform.middleware import CountyTenantMiddleware, tenant_cache_key  # noqa: E402
 from platform.migration_executor import applied_by_schema  # noqa: E402
 from platform.models import County, Domain  # noqa: E402
@@ -422,13 +422,7 @@ def main() -> None:
     options = parser.parse_args()
     rows = benchmark(runs=options.runs, counties=options.counties, old=options.old_way, processes=options.processes,
                      compare=options.compare_seconds, timed=options.timed, keep=options.keep)
-    if is_isolated(DATABASE):
-        write_rows(rows)
-    else:
-        from benchmarks.__main__ import table
-
-        print()
-        print(table(rows))
+    report(rows, DATABASE)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from django.db import DatabaseError, connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 
-from benchmarks._isolated import is_isolated, run_isolated, write_rows  # noqa: E402
+from benchmarks._isolated import report, run_isolated  # noqa: E402
 from benchmarks.close_1m import OVERDUE_PERCENT, between_nights, quiet_machine  # noqa: E402
 from counties.models import Farmer, NightlyRun  # noqa: E402
 from counties.tasks import nightly_county  # noqa: E402
@@ -390,13 +390,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (concurrency 1 each)")
     options = parser.parse_args()
     rows = benchmark(runs=options.runs, farmers=options.farmers, workers=options.workers)
-    if is_isolated(DATABASE):
-        write_rows(rows)
-    else:
-        from benchmarks.__main__ import table
-
-        print()
-        print(table(rows))
+    report(rows, DATABASE)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 
 from data_sharing.imports import MAX_PUSH_RECORDS, records_push, user_can_import
 from data_sharing.models import DataCategory, ImportBatch
-from loans.api import COUNTY_CODE, IDEMPOTENCY_KEY, ErrorSerializer
+from loans.api import COUNTY_CODE, IDEMPOTENCY_KEY, error_response
 from platform.api.base import CountyAPIView
 from platform.api.errors import ApiError
 from platform.api.pagination import MAX_PK
@@ -182,20 +182,8 @@ CATEGORY_CODE = OpenApiParameter(
 )
 
 
-def _error(description: str, code: str, message: str, message_en: str) -> OpenApiResponse:
-    return OpenApiResponse(
-        ErrorSerializer,
-        description=description,
-        examples=[
-            OpenApiExample(
-                code, value={"error": {"code": code, "message": message, "message_en": message_en}}, response_only=True
-            )
-        ],
-    )
-
-
 DEPARTMENT_ERRORS = {
-    400: _error(
+    400: error_response(
         "Invalid envelope (`invalid_request` with `fields`: no as_of_date, no records, more than "
         f"{MAX_PUSH_RECORDS:,}), `idempotency_key_missing`, `malformed_request`. Errors in the records themselves "
         "are not a 400: the batch is created and rejected, naming each record.",
@@ -203,26 +191,26 @@ DEPARTMENT_ERRORS = {
         "请求参数有误，详见 fields",
         "The request is not valid; see fields.",
     ),
-    401: _error(
+    401: error_response(
         "Not signed, or the signature, key, timestamp or nonce is refused.",
         "signature_invalid",
         "签名不正确",
         "The signature does not match",
     ),
-    403: _error(
+    403: error_response(
         "The client may not act for this county (`county_forbidden`), the county is suspended (`county_suspended`), "
         "the client is not a department's (`client_kind_forbidden`) or lacks `records:push` (`scope_missing`).",
         "client_kind_forbidden",
         "该接口仅供政府部门系统调用",
         "This endpoint is for department clients only.",
     ),
-    404: _error(
+    404: error_response(
         "No such county, data category or batch (or not pushed by this client).",
         "category_not_found",
         "未知的数据类别：horoscope",
         "Unknown data category: horoscope",
     ),
-    429: _error(
+    429: error_response(
         "Rate limit of this client exceeded; see Retry-After.",
         "rate_limited",
         "请求过于频繁，请在 Retry-After 秒后重试",
@@ -231,13 +219,13 @@ DEPARTMENT_ERRORS = {
 }
 DEPARTMENT_POST_ERRORS = {
     **DEPARTMENT_ERRORS,
-    409: _error(
+    409: error_response(
         "The same Idempotency-Key is still being processed.",
         "idempotency_in_progress",
         "相同的请求正在处理中，请稍后再查看结果",
         "The same request is still being processed; retry later to get its result.",
     ),
-    422: _error(
+    422: error_response(
         "The Idempotency-Key was already used for a different request.",
         "idempotency_key_reused",
         "该幂等键已用于另一个请求",

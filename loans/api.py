@@ -354,7 +354,9 @@ ErrorSerializer = inline_serializer(
 )
 
 
-def _error(description: str, code: str, message: str, message_en: str) -> OpenApiResponse:
+def error_response(description: str, code: str, message: str, message_en: str) -> OpenApiResponse:
+    """An error response for the OpenAPI document: the shared error body with one example
+    (also used by data_sharing/api.py)."""
     return OpenApiResponse(
         ErrorSerializer,
         description=description,
@@ -367,20 +369,20 @@ def _error(description: str, code: str, message: str, message_en: str) -> OpenAp
 
 
 COMMON_ERRORS = {
-    400: _error(
+    400: error_response(
         "Invalid input (`invalid_request` with `fields`, `invalid_cursor`, `idempotency_key_missing`).",
         "invalid_request",
         "请求参数有误，详见 fields",
         "The request is not valid; see fields.",
     ),
-    401: _error(
+    401: error_response(
         "Not signed, or the signature, key, timestamp or nonce is refused "
         "(`not_authenticated`, `signature_invalid`, `key_invalid`, `timestamp_expired`, `nonce_replayed`, …).",
         "signature_invalid",
         "签名不正确",
         "The signature does not match",
     ),
-    403: _error(
+    403: error_response(
         "The client may not act for this county (`county_forbidden`), the county is suspended "
         "(`county_suspended`), or the client's kind or scopes do not allow this (`client_kind_forbidden`, "
         "`scope_missing`, `partner_not_lender`).",
@@ -388,13 +390,13 @@ COMMON_ERRORS = {
         "该系统无权代表 兰考县 调用",
         "This client may not act for county 410225.",
     ),
-    404: _error(
+    404: error_response(
         "No such county, line or loan (or not this bank's).",
         "county_not_found",
         "没有行政区划代码为 419999 的县",
         "No county has the code 419999.",
     ),
-    429: _error(
+    429: error_response(
         "Rate limit of this client exceeded; see Retry-After.",
         "rate_limited",
         "请求过于频繁，请在 Retry-After 秒后重试",
@@ -403,14 +405,14 @@ COMMON_ERRORS = {
 }
 POST_ERRORS = {
     **COMMON_ERRORS,
-    409: _error(
+    409: error_response(
         "The same Idempotency-Key is still being processed (`idempotency_in_progress`), or the request conflicts "
         "with an earlier one (`disbursement_conflict`, `duplicate_partner_reference`).",
         "idempotency_in_progress",
         "相同的请求正在处理中，请稍后再查看结果",
         "The same request is still being processed; retry later to get its result.",
     ),
-    422: _error(
+    422: error_response(
         "The rules refuse the request (the code says why, e.g. `overpayment`, `nothing_due`, `not_disbursed`, "
         "`amount_exceeds_available`, `idempotency_key_reused`).",
         "overpayment",

@@ -278,14 +278,23 @@ class ConsoleSite(admin.AdminSite):
         request.current_app = self.name
         return TemplateResponse(request, "admin/platform/second_factor.html", {**self.each_context(request), **context})
 
-    def second_factor_view(self, request: HttpRequest) -> HttpResponse:
-        """Step two: the 6-digit code from the operator's authenticator app."""
-        next_url = self._next_url(request)
+    def _second_factor_elsewhere(self, request: HttpRequest, next_url: str) -> HttpResponse | None:
+        """Where the second-factor pages send a visitor they are not for: someone not signed in
+        as an active staff member to the login page, a verified operator on to ``next_url``."""
         user = request.user
         if not (user.is_authenticated and user.is_active and user.is_staff):
             return redirect(self._login_url(next_url))
         if user.is_verified():
             return redirect(next_url)
+        return None
+
+    def second_factor_view(self, request: HttpRequest) -> HttpResponse:
+        """Step two: the 6-digit code from the operator's authenticator app."""
+        next_url = self._next_url(request)
+        elsewhere = self._second_factor_elsewhere(request, next_url)
+        if elsewhere is not None:
+            return elsewhere
+        user = request.user
         device = portal_services.totp_confirmed_device(user=user)
         if device is None:
             return redirect(self._second_factor_url(next_url, enrol=True))
@@ -311,11 +320,10 @@ class ConsoleSite(admin.AdminSite):
         """An operator without a device adds the secret to an authenticator app (QR code or by
         hand) and proves it with a code; the enrolment is audited."""
         next_url = self._next_url(request)
+        elsewhere = self._second_factor_elsewhere(request, next_url)
+        if elsewhere is not None:
+            return elsewhere
         user = request.user
-        if not (user.is_authenticated and user.is_active and user.is_staff):
-            return redirect(self._login_url(next_url))
-        if user.is_verified():
-            return redirect(next_url)
         if portal_services.totp_confirmed_device(user=user) is not None:
             return redirect(self._second_factor_url(next_url))
         device = portal_services.totp_enrolment_device(user=user)

@@ -27,6 +27,25 @@ SCRATCH = {
 }
 
 
+def nightly_ready(county: County, *, key: str, farmers: int, seq: int, name: str) -> tuple:
+    """A partner ``<key>-bank`` with an active policy and scorecard, and ``farmers`` consenting
+    farmers (``name`` + index, ID sequence numbers from ``seq``) in ``county``: what the
+    nightly credit run needs. Returns (business date, farmer ids in order)."""
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from tests.loans.test_features import credit_partner
+    from tests.loans.test_nightly_batch import activate_policy, activate_scorecard, consenting
+
+    day = timezone.localdate()
+    with schema_context(county.schema_name):
+        partner = credit_partner(f"{key}-bank")
+        activate_policy(partner)
+        activate_scorecard()
+        made = [consenting(partner, seq=seq + i, name=f"{name}{i}", day=day) for i in range(farmers)]
+    return day, sorted(farmer.pk for farmer in made)
+
+
 def drop_county(code: str, partner_codes: list[str]) -> None:
     connection.set_schema_to_public()
     for county in County.objects.filter(code=code):

@@ -21,7 +21,6 @@ import psycopg
 import pytest
 from django.db import OperationalError, connection
 from django.db.models import Count
-from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from counties.models import NightlyRun
@@ -29,8 +28,7 @@ from counties.services import nightly_run
 from data_sharing.models import AccessLog
 from loans import nightly
 from loans.models import AssessmentChunk, AssessmentRun, CreditAssessment, CreditLine
-from tests.loans.test_features import credit_partner
-from tests.loans.test_nightly_batch import activate_policy, activate_scorecard, consenting
+from tests.faults.scratch import nightly_ready
 
 FARMERS = 5
 CHUNK_SIZE = 2  # chunks of 2, 2 and 1 farmers
@@ -59,13 +57,8 @@ def terminate(pid: int) -> int:
 @pytest.fixture
 def county(scratch_county):
     county = scratch_county("faults-pg")
-    day = timezone.localdate()
-    with schema_context(county.schema_name):
-        partner = credit_partner("faults-pg-bank")
-        activate_policy(partner)
-        activate_scorecard()
-        farmers = [consenting(partner, seq=720 + i, name=f"断{i}", day=day) for i in range(FARMERS)]
-    return county, day, sorted(farmer.pk for farmer in farmers)
+    day, ids = nightly_ready(county, key="faults-pg", farmers=FARMERS, seq=720, name="断")
+    return county, day, ids
 
 
 def test_a_terminated_database_session_fails_the_run_visibly_and_the_rerun_completes(county, monkeypatch):

@@ -28,7 +28,6 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
-from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from data_sharing.models import AccessLog
@@ -36,8 +35,8 @@ from loans import nightly
 from loans.models import AssessmentChunk, AssessmentRun, CreditAssessment, CreditLine
 from loans.tasks import credit_assessment_county
 from platform.celery import app
-from tests.loans.test_features import credit_partner
-from tests.loans.test_nightly_batch import BASE_LINE, activate_policy, activate_scorecard, consenting
+from tests.faults.scratch import nightly_ready
+from tests.loans.test_nightly_batch import BASE_LINE
 
 FARMERS = 6
 CHUNK_SIZE = 2  # three chunks
@@ -93,13 +92,7 @@ def test_a_worker_killed_mid_chunk_leaves_whole_chunks_and_the_rerun_completes(
     scratch_county, celery_queue, tmp_path, django_db_blocker
 ):
     county = scratch_county("faults-worker")
-    day = timezone.localdate()
-    with schema_context(county.schema_name):
-        partner = credit_partner("faults-worker-bank")
-        activate_policy(partner)
-        activate_scorecard()
-        farmers = [consenting(partner, seq=700 + i, name=f"杀{i}", day=day) for i in range(FARMERS)]
-    ids = sorted(farmer.pk for farmer in farmers)
+    day, ids = nightly_ready(county, key="faults-worker", farmers=FARMERS, seq=700, name="杀")
 
     marker = tmp_path / "stalled"
     log = tmp_path / "worker.log"
